@@ -1,0 +1,9 @@
+"""python -m analysis <command> ... (see `python -m analysis --help`)."""
+
+import sys
+
+from . import bench, commands  # noqa: F401  (modules register their commands)
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

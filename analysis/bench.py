@@ -1,0 +1,120 @@
+"""Benchmarks (`python -m analysis bench NAME --json`): measured numbers, never asserted in tests.
+
+Each arm runs in its own spawned process so its peak memory is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing as mp
+import resource
+import tempfile
+import time
+from typing import Any, Callable
+
+from .cli import arguments, command
+from .config import DataConfig, ModelConfig, TrainConfig
+from .registry import Registry
+
+BENCHES: Registry[Callable[[argparse.Namespace], dict[str, Any]]] = Registry("benchmark")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def in_subprocess(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """Run fn(*args) in a fresh spawned process and return its result dict."""
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(1) as pool:
+        return pool.apply(fn, args)
+
+
+# ----------------------------------------------------------------------------------------------
+# bench train: our loop vs the Hugging Face Trainer on the same config
+
+
+def _our_loop(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int) -> dict[str, Any]:
+    import torch
+
+    from .finetune import load_inputs
+    from .train import fit
+
+    inputs = load_inputs(ModelConfig.from_dict(model_cfg), DataConfig.from_dict(data_cfg), seed)
+    cfg = TrainConfig.from_dict(train_cfg)
+    result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, cfg, seed, torch.device("cpu"))
+    return {"examples_per_second": result.examples_per_second, "train_seconds": result.train_seconds,
+            "metrics": result.metrics, "peak_rss_mb": peak_rss_mb(), "precision": "bf16" if cfg.bf16 else "fp32"}
+
+
+def _hf_trainer(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int) -> dict[str, Any]:
+    import datasets
+    import numpy as np
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    from . import metrics as task_metrics
+    from .data import load_task
+    from .models import build_model
+    from .train import set_seed
+
+    dcfg, tcfg = DataConfig.from_dict(data_cfg), TrainConfig.from_dict(train_cfg)
+    data = load_task(dcfg, seed)
+    set_seed(seed)
+    model, tokenizer = build_model(ModelConfig.from_dict(model_cfg), data.card.num_labels)
+
+    def to_hf(ds) -> datasets.Dataset:
+        enc = tokenizer(*ds.texts, truncation=True, max_length=dcfg.max_length)
+        return datasets.Dataset.from_dict({**enc, "labels": ds.labels.tolist()})
+
+    train, evaluation = to_hf(data.train), to_hf(data.eval)
+    total = math.ceil(tcfg.epochs * math.ceil(len(train) / tcfg.batch_size))
+    with tempfile.TemporaryDirectory() as out:
+        args = TrainingArguments(
+            output_dir=out, per_device_train_batch_size=tcfg.batch_size, per_device_eval_batch_size=tcfg.eval_batch_size,
+            learning_rate=tcfg.lr, num_train_epochs=tcfg.epochs, weight_decay=tcfg.weight_decay,
+            warmup_steps=int(tcfg.warmup_ratio * total), max_grad_norm=tcfg.max_grad_norm, seed=seed,
+            report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True,
+        )
+        trainer = Trainer(model=model, args=args, train_dataset=train,
+                          data_collator=DataCollatorWithPadding(tokenizer))
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        logits = trainer.predict(evaluation).predictions
+    scores = task_metrics.compute(data.card.metrics, np.asarray(logits), data.eval.labels)
+    return {"examples_per_second": len(train) * tcfg.epochs / seconds, "train_seconds": seconds,
+            "metrics": scores, "peak_rss_mb": peak_rss_mb(), "precision": "fp32 (Trainer default)"}
+
+
+@BENCHES.register("train")
+def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    model_cfg = ModelConfig(model=args.model).to_dict()
+    data_cfg = DataConfig(dataset=args.dataset, train_size=args.train_size).to_dict()
+    train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr).to_dict()
+    ours = in_subprocess(_our_loop, model_cfg, data_cfg, train_cfg, args.seed)
+    hf = in_subprocess(_hf_trainer, model_cfg, data_cfg, train_cfg, args.seed)
+    metric = next(iter(ours["metrics"]))
+    return {
+        "benchmark": "train", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg, "seed": args.seed},
+        "ours": ours, "hf_trainer": hf, "metric": metric,
+        "speedup": ours["examples_per_second"] / hf["examples_per_second"],
+        "metric_difference_points": 100 * (ours["metrics"][metric] - hf["metrics"][metric]),
+    }
+
+
+def _bench_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", help="which benchmark: " + ", ".join(BENCHES.names()))
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--dataset", default="sst2")
+    parser.add_argument("--train-size", type=int, default=8000)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+@command("bench", "measure speed and memory (train: our loop vs the HF Trainer)")
+@arguments(_bench_arguments)
+def bench(args: argparse.Namespace) -> dict[str, Any]:
+    return BENCHES.get(args.name)(args)

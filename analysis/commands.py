@@ -1,0 +1,117 @@
+"""The core commands: finetune, runs, show, datasets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable
+
+from .cli import add_field_flags, arguments, base_config, command, flags_given
+from .config import FinetuneConfig
+from .data import dataset_names, get_card
+from .finetune import FINETUNE_METHODS, option_flags
+from .jobs import Outcome, execute
+from .store import RunStore
+
+
+def progress_bar(description: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
+    """A tqdm bar on stderr (stdout stays clean for --json); returns (update, close)."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=description, file=sys.stderr, dynamic_ncols=True, disable=None)
+
+    def update(done: int, total: int, message: str) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.set_postfix_str(message, refresh=False)
+        bar.refresh()
+
+    return update, bar.close
+
+
+def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    parser.add_argument("--no-save-weights", action="store_true", help="do not keep the trained weights")
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    rec = outcome.record
+    return {"run_id": rec.run_id, "status": rec.status, "cached": outcome.cached, "metrics": rec.metrics,
+            "summary": {k: v for k, v in rec.summary.items() if k != "epoch_metrics"},
+            "error": rec.error, "path": str(rec.path)}
+
+
+def split_options(flags: dict[str, Any], option_names: set[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Separate method option flags (e.g. --p) from config flags."""
+    options = {k: v for k, v in flags.items() if k in option_names}
+    return {k: v for k, v in flags.items() if k not in option_names}, options
+
+
+def describe_outcome(result: dict[str, Any]) -> str:
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.get("metrics", {}).items() if isinstance(v, float))
+    source = "from the store" if result.get("cached") else "new run"
+    return f"run {result['run_id']}: {result['status']} ({source}) {metrics}\n  {result['path']}"
+
+
+def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
+    add_field_flags(parser, {k: v for k, v in FinetuneConfig.flat_fields().items() if k != "options"}, "experiment")
+    add_field_flags(parser, option_flags(FINETUNE_METHODS), "method options (see --method)")
+    add_runtime_flags(parser)
+
+
+@command("finetune", "fine-tune a model on a task (vanilla or Child-Tuning)", describe_outcome)
+@arguments(_finetune_arguments)
+def finetune(args: argparse.Namespace) -> dict[str, Any]:
+    flags, options = split_options(flags_given(args), set(option_flags(FINETUNE_METHODS)))
+    base = base_config(args)
+    if options:
+        flags["options"] = {**base.get("options", {}), **options}
+    config = FinetuneConfig.from_flat(base, flags)
+    update, close = progress_bar(f"finetune {config.data.dataset}")
+    try:
+        outcome = execute("finetune", config, device=args.device, save_weights=not args.no_save_weights,
+                          progress=update)
+    finally:
+        close()
+    return outcome_json(outcome)
+
+
+def _runs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kind", help="only runs of this kind (finetune, prune, ...)")
+    parser.add_argument("--status", help="only runs with this status")
+    parser.add_argument("--limit", type=int, help="at most this many, newest first")
+
+
+def describe_runs(result: dict[str, Any]) -> str:
+    lines = [f"{'run_id':<17} {'kind':<9} {'status':<11} {'method':<12} {'dataset':<12} seed  metric"]
+    for r in result["runs"]:
+        metric = next(iter(r["metrics"].items()), ("", ""))
+        value = f"{metric[0]}={metric[1]:.4f}" if isinstance(metric[1], float) else ""
+        lines.append(f"{r['run_id']:<17} {r['kind']:<9} {r['status']:<11} {str(r['method']):<12} "
+                     f"{str(r['dataset']):<12} {str(r['seed']):<5} {value}")
+    return "\n".join(lines) if result["runs"] else "the store is empty"
+
+
+@command("runs", "list the runs in the store", describe_runs)
+@arguments(_runs_arguments)
+def runs(args: argparse.Namespace) -> dict[str, Any]:
+    store = RunStore()
+    store.mark_stale()
+    return {"store": str(store.root), "runs": store.list(args.kind, args.status, args.limit)}
+
+
+@command("show", "show one run: config, metrics, versions, artefacts")
+@arguments(lambda p: p.add_argument("run_id"))
+def show(args: argparse.Namespace) -> dict[str, Any]:
+    store = RunStore()
+    rec = store.require(args.run_id)
+    return {**store.record(args.run_id), "status": rec.status, "progress": rec.row["progress"],
+            "artefacts": store.artefacts(args.run_id), "history_records": len(store.read_metrics(args.run_id))}
+
+
+@command("datasets", "list the registered datasets and their cards")
+def datasets(args: argparse.Namespace) -> dict[str, Any]:
+    cards = [get_card(n) for n in dataset_names()]
+    return {"datasets": [{"name": c.name, "title": c.title, "task": c.task, "metrics": list(c.metrics),
+                          "splits": list(c.splits), "labels": list(c.labels or [])} for c in cards]}

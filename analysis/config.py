@@ -1,0 +1,350 @@
+"""Frozen config dataclasses: they round-trip to dicts and YAML, and their fields are the CLI flags.
+
+A config is a tree: an experiment config (e.g. `FinetuneConfig`) holds groups (`ModelConfig`,
+`DataConfig`, `TrainConfig`) whose field names are unique across the tree, so each field is also one
+flat CLI flag (`train_size` -> `--train-size`) and one dashboard form field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+
+class ConfigBase:
+    """Shared behaviour: dict round trip, strict parsing, validation, flat field map."""
+
+    def validate(self) -> None:
+        """Raise ConfigError on an out-of-range value; subclasses extend."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _to_plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None, where: str = "config") -> "ConfigBase":
+        raw = dict(raw or {})
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(map(repr, unknown))}",
+                where=where,
+                fix=f"valid keys are: {', '.join(sorted(known))}",
+            )
+        hints = typing.get_type_hints(cls)
+        values = {name: _coerce(hints[name], value, f"{where}.{name}") for name, value in raw.items()}
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a missing required field
+            raise ConfigError(str(exc), where=where) from None
+
+    @classmethod
+    def flat_fields(cls) -> dict[str, "FlatField"]:
+        """Leaf field name -> where it sits in the tree and its type. Names are unique by construction."""
+        out: dict[str, FlatField] = {}
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):  # type: ignore[arg-type]
+            sub = _dataclass_type(hints[f.name])
+            items = (
+                {k: FlatField((f.name,) + v.path, v.field, v.type) for k, v in sub.flat_fields().items()}
+                if sub is not None
+                else {f.name: FlatField((f.name,), f, hints[f.name])}
+            )
+            for key, val in items.items():
+                if key in out:
+                    raise TypeError(f"{cls.__name__}: field name {key!r} appears twice in the tree")
+                out[key] = val
+        return out
+
+    @classmethod
+    def from_flat(cls, base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = "config"):
+        """Build from a nested or flat dict (e.g. a YAML file) plus flat overrides (e.g. CLI flags)."""
+        nested = nest_flat(cls, base, where)
+        for key, value in nest_flat(cls, overrides, where).items():
+            if isinstance(value, dict) and isinstance(nested.get(key), dict):
+                nested[key] = {**nested[key], **value}
+            else:
+                nested[key] = value
+        return cls.from_dict(nested, where)
+
+    def replace(self, **changes: Any):
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class FlatField:
+    path: tuple[str, ...]
+    field: dataclasses.Field
+    type: Any
+
+
+def nest_flat(cls: type, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Accept both nested keys ({'data': {'dataset': ...}}) and flat ones ({'dataset': ...})."""
+    flat = cls.flat_fields()
+    groups = {f.name for f in fields(cls) if _dataclass_type(typing.get_type_hints(cls)[f.name])}
+    nested: dict[str, Any] = {}
+    for key, value in raw.items():
+        key = key.replace("-", "_")
+        if key in groups and isinstance(value, Mapping):
+            nested.setdefault(key, {}).update(value)
+        elif key in flat:
+            path = flat[key].path
+            node = nested
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = value
+        else:
+            raise ConfigError(
+                f"unknown key {key!r}", where=where, fix=f"valid keys are: {', '.join(sorted(flat))}"
+            )
+    return nested
+
+
+def _dataclass_type(tp: Any) -> type | None:
+    return tp if isinstance(tp, type) and is_dataclass(tp) else None
+
+
+def _to_plain(value: Any) -> Any:
+    if is_dataclass(value):
+        return value.to_dict()  # type: ignore[union-attr]
+    if isinstance(value, (tuple, list)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _to_plain(v) for k, v in sorted(value.items())}
+    return value
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to the annotated type, with a clear error when it does not fit."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    sub = _dataclass_type(tp)
+    if sub is not None:
+        if isinstance(value, sub):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"expected a mapping, got {value!r}", where=where)
+        return sub.from_dict(value, where)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)):
+            raise ConfigError(f"expected a list, got {value!r}", where=where)
+        inner = args[0] if args else str
+        return tuple(_coerce(inner, v.strip() if isinstance(v, str) else v, where) for v in items)
+    if origin in (dict, Mapping) or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"expected a mapping, got {value!r}", where=where)
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"true", "1", "yes", "on", "false", "0", "no", "off"}:
+            return value.lower() in {"true", "1", "yes", "on"}
+        raise ConfigError(f"expected true/false, got {value!r}", where=where)
+    if tp is int:
+        if isinstance(value, bool) or not _is_intlike(value):
+            raise ConfigError(f"expected an integer, got {value!r}", where=where)
+        return int(float(value))
+    if tp is float:
+        try:
+            out = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"expected a number, got {value!r}", where=where) from None
+        if not math.isfinite(out):
+            raise ConfigError(f"expected a finite number, got {value!r}", where=where)
+        return out
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"expected a string, got {value!r}", where=where)
+        return str(value)
+    return value
+
+
+def _is_intlike(value: Any) -> bool:
+    try:
+        return float(value) == int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def check(condition: bool, where: str, problem: str, fix: str) -> None:
+    if not condition:
+        raise ConfigError(problem, where=where, fix=fix)
+
+
+# ----------------------------------------------------------------------------------------------
+# The groups every experiment shares
+
+
+@dataclass(frozen=True)
+class ModelConfig(ConfigBase):
+    """Which model to start from: 'default' (embedded MiniLM), a local HF folder, a hub id, or 'lstm'."""
+
+    model: str = "default"
+    tokenizer: str = "default"  # the LSTM's vocabulary (and embedding source); transformers use their own
+    lstm_layers: int = 1
+    lstm_hidden: int = 256
+    lstm_bidirectional: bool = True
+    lstm_embeddings: str = "random"  # random | pretrained (copied from the tokenizer's model)
+    lstm_embedding_dim: int | None = None  # None: the pretrained model's width
+    lstm_dropout: float = 0.1
+
+    def validate(self) -> None:
+        check(bool(self.model.strip()), "model", "the model name is empty", "pass --model default or a path")
+        check(self.lstm_layers >= 1, "lstm_layers", f"must be >= 1, got {self.lstm_layers}", "use 1 or more")
+        check(self.lstm_hidden >= 1, "lstm_hidden", f"must be >= 1, got {self.lstm_hidden}", "use e.g. 256")
+        check(
+            self.lstm_embeddings in {"random", "pretrained"},
+            "lstm_embeddings",
+            f"got {self.lstm_embeddings!r}",
+            "use 'random' or 'pretrained'",
+        )
+        check(0 <= self.lstm_dropout < 1, "lstm_dropout", f"got {self.lstm_dropout}", "use a value in [0, 1)")
+
+    @property
+    def is_lstm(self) -> bool:
+        return self.model == "lstm"
+
+
+@dataclass(frozen=True)
+class DataConfig(ConfigBase):
+    """Which data: a registered dataset name or a user file (CSV/TSV/JSONL) with a column mapping."""
+
+    dataset: str = "sst2"
+    train_size: int | None = None  # None: the whole training split
+    eval_split: str = "validation"
+    eval_size: int | None = None  # None: the whole evaluation split
+    max_length: int = 128
+    text_columns: tuple[str, ...] | None = None  # user files: one column, or two for sentence pairs
+    label_column: str | None = None  # user files
+    eval_file: str | None = None  # user files: the evaluation file
+    task: str | None = None  # user files: classification | regression (inferred when None)
+
+    def validate(self) -> None:
+        check(bool(self.dataset.strip()), "dataset", "the dataset name is empty", "pass --dataset sst2")
+        for name in ("train_size", "eval_size"):
+            value = getattr(self, name)
+            check(value is None or value >= 1, name, f"must be >= 1, got {value}", "omit it to use all rows")
+        check(
+            8 <= self.max_length <= 4096,
+            "max_length",
+            f"got {self.max_length}",
+            "use a length in [8, 4096] (512 for BERT-family models)",
+        )
+        check(
+            self.text_columns is None or len(self.text_columns) in (1, 2),
+            "text_columns",
+            f"got {self.text_columns}",
+            "give one column (single sentences) or two (sentence pairs)",
+        )
+        check(
+            self.task in (None, "classification", "regression"),
+            "task",
+            f"got {self.task!r}",
+            "use 'classification' or 'regression'",
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """The one training loop's settings (AdamW, linear warmup and decay)."""
+
+    epochs: float = 3.0
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    bf16: bool = True
+    eval_batch_size: int = 128
+    length_bucketing: bool = True
+    eval_every_epoch: bool = True
+
+    def validate(self) -> None:
+        check(self.lr > 0, "lr", f"the learning rate must be positive, got {self.lr}", "use e.g. --lr 1e-4")
+        check(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}", "use e.g. --epochs 3")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}", "use e.g. 32")
+        check(self.eval_batch_size >= 1, "eval_batch_size", f"got {self.eval_batch_size}", "use e.g. 128")
+        check(self.weight_decay >= 0, "weight_decay", f"got {self.weight_decay}", "use a value >= 0")
+        check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"got {self.warmup_ratio}", "use a value in [0, 1)")
+        check(self.max_grad_norm >= 0, "max_grad_norm", f"got {self.max_grad_norm}", "use 0 to turn clipping off")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(ConfigBase):
+    """Fine-tune a model on a task, with a fine-tuning method from the registry (vanilla, Child-Tuning)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method: str = "vanilla"
+    options: dict = field(default_factory=dict)  # the method's own options, validated by the method
+    seed: int = 0
+
+    def validate(self) -> None:
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}", "use e.g. --seed 0")
+
+
+# ----------------------------------------------------------------------------------------------
+# Identity
+
+
+def without_defaults(cfg: ConfigBase) -> dict[str, Any]:
+    """The config's dict with every default-valued leaf dropped, so adding a field keeps old ids."""
+    out: dict[str, Any] = {}
+    for f in fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            sub = without_defaults(value)  # type: ignore[arg-type]
+            if sub:
+                out[f.name] = sub
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if value != default:
+            out[f.name] = _to_plain(value)
+    return out
+
+
+def config_hash(kind: str, cfg: ConfigBase, code_version: str, extra: Mapping[str, Any] | None = None) -> str:
+    """A short stable hash of (experiment kind, non-default config values, code version, extra)."""
+    payload = {"kind": kind, "config": without_defaults(cfg), "code": code_version, **(extra or {})}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file, with a clear error for a missing file or bad syntax."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist", fix="check the path given to --config")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot parse {path}: {exc}", fix="the file must be UTF-8 YAML") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys to values", fix="write key: value lines")
+    return raw

@@ -1,0 +1,157 @@
+"""The fine-tune experiment, and the registry of fine-tuning methods (vanilla; Child-Tuning plugs in here)."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import models
+from .config import ConfigBase, DataConfig, FinetuneConfig, FlatField, ModelConfig
+from .data import TaskData, fingerprint as data_fingerprint, load_task
+from .jobs import EXPERIMENTS, Experiment, RunContext, RunResult
+from .registry import Registry
+from .tokens import Encoded, encode, truncated_count
+from .train import Hook, TaskSpec, fit, set_seed
+
+
+class FinetuneMethod:
+    """A way of fine-tuning: its options dataclass and the hooks it adds to the training loop."""
+
+    Options: type[ConfigBase]
+
+    def hooks(self, model: nn.Module, inputs: "RunInputs", options: Any, seed: int, ctx: RunContext) -> list[Hook]:
+        return []
+
+
+FINETUNE_METHODS: Registry[type[FinetuneMethod]] = Registry("fine-tuning method")
+
+
+@dataclass(frozen=True)
+class NoOptions(ConfigBase):
+    pass
+
+
+@FINETUNE_METHODS.register("vanilla")
+class Vanilla(FinetuneMethod):
+    """Plain full fine-tuning: every parameter updated by AdamW."""
+
+    Options = NoOptions
+
+
+def method_options(method: str, raw: dict[str, Any]) -> ConfigBase:
+    """The method's options, validated, with defaults filled in."""
+    return FINETUNE_METHODS.get(method).Options.from_dict(raw, where=f"options of {method}")
+
+
+@dataclass
+class RunInputs:
+    """Everything a training run needs, loaded and validated."""
+
+    model: nn.Module
+    tokenizer: Any
+    data: TaskData
+    train: Encoded | None
+    eval: Encoded
+    task: TaskSpec
+
+
+def load_inputs(model_cfg: ModelConfig, data_cfg: DataConfig, seed: int, need_train: bool = True) -> RunInputs:
+    """Load data (subsampled under the seed) and the model (head initialised under the seed), tokenised."""
+    data = load_task(data_cfg, seed, need_train)
+    set_seed(seed)
+    model, tokenizer = models.build_model(model_cfg, data.card.num_labels)
+    train = encode(data.train, tokenizer, data_cfg.max_length) if data.train is not None else None
+    evaluation = encode(data.eval, tokenizer, data_cfg.max_length)
+    task = TaskSpec(data.card.num_labels, data.card.metrics, tokenizer.pad_token_id or 0)
+    return RunInputs(model, tokenizer, data, train, evaluation, task)
+
+
+def describe_run(model_cfg: ModelConfig, data_cfg: DataConfig, method: str, seed: int) -> dict[str, Any]:
+    size = data_cfg.train_size or "all"
+    return {"method": method, "dataset": data_cfg.dataset, "model": model_cfg.model, "seed": seed,
+            "label": f"{method} {data_cfg.dataset} n={size} seed={seed}"}
+
+
+def input_fingerprints(model_cfg: ModelConfig, data_cfg: DataConfig) -> dict[str, str]:
+    out = {"data": data_fingerprint(data_cfg), "model": models.fingerprint(model_cfg.model)}
+    if model_cfg.is_lstm:
+        out["tokenizer"] = models.fingerprint(model_cfg.tokenizer)
+    return out
+
+
+def save_model(model: nn.Module, tokenizer: Any, ctx: RunContext) -> None:
+    """Weights as a loadable HF folder (safetensors), or the LSTM's tensors plus its config."""
+    folder = ctx.dir / "model"
+    if isinstance(model, models.LSTMClassifier):
+        from safetensors.torch import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "lstm.safetensors"))
+        ctx.save_json("lstm_config", model.config)
+    else:
+        with models.quiet_transformers():
+            model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+
+
+def run_summary(inputs: RunInputs, result: Any, max_length: int) -> dict[str, Any]:
+    assert inputs.train is not None
+    return {
+        "train_examples": len(inputs.train), "eval_examples": len(inputs.eval),
+        "eval_split": inputs.data.eval_split, "metric": inputs.task.metrics[0],
+        "train_seconds": result.train_seconds, "examples_per_second": result.examples_per_second,
+        "examples_seen": result.examples_seen, "steps": result.steps,
+        "train_truncated": truncated_count(inputs.train, max_length),
+        "eval_truncated": truncated_count(inputs.eval, max_length),
+        "parameters": int(sum(p.numel() for p in inputs.model.parameters())),
+        "epoch_metrics": result.epoch_metrics,
+    }
+
+
+@EXPERIMENTS.register("finetune")
+class Finetune(Experiment):
+    config_cls = FinetuneConfig
+
+    def describe(self, config: FinetuneConfig) -> dict[str, Any]:
+        return describe_run(config.model, config.data, config.method, config.seed)
+
+    def fingerprints(self, config: FinetuneConfig) -> dict[str, str]:
+        return input_fingerprints(config.model, config.data)
+
+    def prepare(self, config: FinetuneConfig, device: str) -> tuple[FinetuneConfig, ConfigBase, RunInputs]:
+        options = method_options(config.method, config.options)
+        return config, options, load_inputs(config.model, config.data, config.seed)
+
+    def run(self, prepared: tuple[FinetuneConfig, ConfigBase, RunInputs], ctx: RunContext) -> RunResult:
+        config, options, inputs = prepared
+        assert inputs.train is not None
+        device = torch.device(ctx.device)
+        hooks = FINETUNE_METHODS.get(config.method)().hooks(inputs.model, inputs, options, config.seed, ctx)
+        result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, config.train, config.seed, device,
+                     hooks, progress=ctx.progress, log=ctx.log)
+        ctx.save_arrays("predictions", {
+            "outputs": result.predictions, "indices": inputs.data.eval.indices,
+            "labels": np.asarray(inputs.eval.labels),
+        })
+        if ctx.save_weights:
+            save_model(inputs.model, inputs.tokenizer, ctx)
+        summary = run_summary(inputs, result, config.data.max_length)
+        return RunResult(dict(result.metrics), summary, {"options": options.to_dict()})
+
+
+def option_flags(registry: Registry[Any]) -> dict[str, FlatField]:
+    """Option fields across a method registry, for CLI flags (`--p` etc.); a name means one type."""
+    out: dict[str, FlatField] = {}
+    for name in registry:
+        options = registry.get(name).Options
+        hints = typing.get_type_hints(options)
+        for f in fields(options):
+            if f.name in out and out[f.name].type != hints[f.name]:
+                raise TypeError(f"option {f.name!r} has two types across {registry.kind}s")
+            out[f.name] = FlatField((f.name,), f, hints[f.name])
+    return out

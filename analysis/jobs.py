@@ -1,0 +1,130 @@
+"""Running runs: config -> (validate, prepare) -> claim in the store -> run -> record.
+
+Every experiment kind (fine-tune, prune, ...) registers an `Experiment`; `execute` is the one path from a
+config to a stored run, used by the CLI, the dashboard's workers and the study runners.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from . import CODE_VERSION, provenance
+from .config import ConfigBase, config_hash
+from .registry import Registry
+from .settings import device_name
+from .store import RunRecord, RunStore
+
+ProgressCallback = Callable[[int, int, str], None]
+
+
+@dataclass
+class RunResult:
+    metrics: dict[str, float]
+    summary: dict[str, Any] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)  # extra fields for record.json
+
+
+class Experiment:
+    """One kind of run. Subclasses set `config_cls` and implement the three methods."""
+
+    config_cls: type[ConfigBase]
+
+    def describe(self, config: Any) -> dict[str, Any]:
+        """Index fields: method, dataset, model, seed, label."""
+        raise NotImplementedError
+
+    def fingerprints(self, config: Any) -> dict[str, str]:
+        """Content hashes of the data and model a config names; part of the run id."""
+        return {}
+
+    def prepare(self, config: Any, device: str) -> Any:
+        """Load and validate everything the run needs. Raises user errors; writes nothing."""
+        raise NotImplementedError
+
+    def run(self, prepared: Any, ctx: "RunContext") -> RunResult:
+        raise NotImplementedError
+
+
+EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment kind")
+
+
+def run_id(kind: str, config: ConfigBase) -> str:
+    """Derived from the kind, the non-default config values, the data and model content, the code version."""
+    return config_hash(kind, config, CODE_VERSION, {"inputs": EXPERIMENTS.get(kind)().fingerprints(config)})
+
+
+class RunContext:
+    """What a running experiment may do: log metrics, report progress, save artefacts."""
+
+    def __init__(self, store: RunStore, run_id: str, device: str, save_weights: bool,
+                 callback: ProgressCallback | None = None, heartbeat_every: float = 2.0):
+        self.store, self.run_id, self.device, self.save_weights = store, run_id, device, save_weights
+        self.callback, self.heartbeat_every = callback, heartbeat_every
+        self._last_beat = 0.0
+        self.dir = store.run_dir(run_id)
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        self.store.append_metrics(self.run_id, {"time": time.time(), **record})
+
+    def progress(self, done: int, total: int, message: str = "") -> None:
+        if self.callback:
+            self.callback(done, total, message)
+        now = time.monotonic()
+        if now - self._last_beat >= self.heartbeat_every or done >= total:
+            self._last_beat = now
+            self.store.heartbeat(self.run_id, done / max(total, 1), message)
+
+    def save_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        self.store.save_arrays(self.run_id, name, arrays)
+
+    def save_json(self, name: str, obj: Any) -> None:
+        self.store.save_artifact_json(self.run_id, name, obj)
+
+
+@dataclass
+class Outcome:
+    record: RunRecord
+    cached: bool  # served from the store without running
+
+
+def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device: str = "auto",
+            save_weights: bool = True, progress: ProgressCallback | None = None,
+            wait_seconds: float = 0.0) -> Outcome:
+    """Run `config` unless the store already has it; user errors surface before anything is written."""
+    store = store or RunStore()
+    experiment = EXPERIMENTS.get(kind)()
+    rid = run_id(kind, config)
+    existing = store.get(rid)
+    if existing is not None and existing.status == "done":
+        return Outcome(existing, cached=True)
+    resolved = device_name(device)
+    prepared = experiment.prepare(config, resolved)
+    fields = experiment.describe(config)
+    if not store.claim(rid, kind, config.to_dict(), fields):
+        return Outcome(_wait_for(store, rid, wait_seconds), cached=True)
+    ctx = RunContext(store, rid, resolved, save_weights, progress)
+    try:
+        result = experiment.run(prepared, ctx)
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        store.fail(rid, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=20)}", status)
+        raise
+    record = {"versions": provenance.versions(), "machine": provenance.machine(), "device": resolved,
+              "inputs": experiment.fingerprints(config), **result.record}
+    store.finish(rid, result.metrics, result.summary, record)
+    return Outcome(store.require(rid), cached=False)
+
+
+def _wait_for(store: RunStore, rid: str, seconds: float) -> RunRecord:
+    """Another process is running this config: wait (up to `seconds`) for it instead of running it twice."""
+    deadline = time.monotonic() + seconds
+    record = store.require(rid)
+    while record.status == "running" and time.monotonic() < deadline:
+        time.sleep(1.0)
+        record = store.require(rid)
+    return record

