@@ -15,7 +15,7 @@ import typing
 from typing import Any, Callable
 
 from .config import FlatField, load_yaml
-from .errors import PruneScopeError
+from .errors import ConfigError, PruneScopeError
 from .registry import Registry
 
 
@@ -88,15 +88,30 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises a ConfigError (so --json still gets its JSON line) instead of exiting."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"bad command line: {message}",
+                          fix=f"see `{self.prog} --help`; write negative numbers as --flag=-1e-4")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis", description="PruneScope experiments")
+    parser = ArgumentParser(prog="python -m analysis", description="PruneScope experiments")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         cmd = COMMANDS.get(name)
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         add_common(p)
         cmd.add_arguments(p)
-    args = parser.parse_args(argv)
+    wants_json = "--json" in (argv if argv is not None else sys.argv[1:])
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if wants_json:
+            print(json.dumps({"status": "error", "error": exc.message, "type": "ConfigError"}))
+        return 2
     if not args.command:
         parser.print_help()
         return 2

@@ -234,7 +234,7 @@ class DataConfig(ConfigBase):
 
     dataset: str = "sst2"
     train_size: int | None = None  # None: the whole training split
-    eval_split: str = "validation"
+    eval_split: str | None = None  # None: the card's default evaluation split
     eval_size: int | None = None  # None: the whole evaluation split
     max_length: int = 128
     text_columns: tuple[str, ...] | None = None  # user files: one column, or two for sentence pairs

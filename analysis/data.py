@@ -45,6 +45,7 @@ class DatasetCard:
     hub: dict[str, Any] | None = None
     source: str = ""
     licence: str = ""
+    skip_empty: bool = False  # drop rows with an empty text (known defects of a shipped file)
 
     @property
     def num_labels(self) -> int:
@@ -67,6 +68,7 @@ class DatasetCard:
             default_eval_split=raw.get("default_eval_split", "validation"),
             label_names=tup("label_names"), columns=tup("columns"), hub=raw.get("hub"),
             source=raw.get("source", ""), licence=raw.get("licence", ""),
+            skip_empty=bool(raw.get("skip_empty", False)),
         )
 
 
@@ -158,13 +160,13 @@ def read_rows(path: Path, columns: Sequence[str] | None = None, fmt: str | None 
     if fmt == "jsonl":
         return _read_jsonl(text, path)
     if fmt == "lines":
-        return [{(columns or ("text",))[0]: line} for line in text.splitlines() if line.strip()]
+        return [{(columns or ("text",))[0]: line.strip()} for line in text.split("\n") if line.strip()]
     return _read_delimited(text, path, "\t" if fmt == "tsv" else ",", columns)
 
 
 def _read_jsonl(text: str, path: Path) -> list[dict[str, Any]]:
     rows = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
         if not line.strip():
             continue
         try:
@@ -222,6 +224,8 @@ def rows_to_dataset(
             where=f"{card.name}/{split}",
             fix="map the columns with --text-columns and --label-column",
         )
+    if card.skip_empty:
+        rows = [r for r in rows if all(isinstance(r.get(c), str) and r[c].strip() for c in text_columns)]
     texts = [[_text(row, c, origin) for row in rows] for c in text_columns]
     labels = None if card.task == "unlabeled" else _labels(rows, label_column, card, origin)  # type: ignore[arg-type]
     return TextDataset(card, split, texts, labels, origin, fingerprint)
@@ -312,17 +316,15 @@ def load_split(cfg: DataConfig, split: str) -> TextDataset:
 def _load_from_hub(card: DatasetCard, split: str) -> TextDataset:
     hub = card.hub or {}
     hub_split = hub.get("splits", {}).get(split)
-    local = settings.data_root() / card.splits.get(split, {}).get("file", "?")
+    spec = card.splits.get(split)
+    where = (f"not in the local data root ({settings.data_root() / spec['file']})" if spec
+             else f"not mirrored locally (local splits: {', '.join(card.splits) or 'none'})")
     if not hub_split:
-        raise DataError(
-            f"{card.name}/{split} is not in the local data root ({local}) and has no hub source",
-            fix="set PRUNESCOPE_DATA to the folder that holds the data",
-        )
+        raise DataError(f"{card.name}/{split} is {where} and has no hub source",
+                        fix="set PRUNESCOPE_DATA to the folder that holds the data")
     if not settings.hub_online():
-        raise DataError(
-            f"{card.name}/{split} is not in the local data root ({local}) and the hub is offline",
-            fix="set PRUNESCOPE_DATA to the data folder, or go online to fetch it from the hub",
-        )
+        raise DataError(f"{card.name}/{split} is {where} and the hub is offline",
+                        fix="set PRUNESCOPE_DATA to the data folder, or go online to fetch it from the hub")
     try:
         import datasets
 

@@ -1,0 +1,11 @@
+"""PruneScope dashboard: `streamlit run app.py` (the README's `make app`)."""
+
+import streamlit as st
+
+st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
+
+pages = [
+    st.Page("dashboard/runs.py", title="Runs", icon=":material/list:", default=True),
+]
+st.sidebar.caption("PruneScope: compress and fine-tune transformers, and see what knowledge they lose.")
+st.navigation(pages).run()

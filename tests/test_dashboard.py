@@ -1,0 +1,37 @@
+"""Every dashboard page renders against a store filled by real small runs (Streamlit AppTest)."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from analysis import jobs
+from analysis.config import FinetuneConfig
+from analysis.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / "dashboard" / f"{name}.py"), default_timeout=60)
+
+
+def test_runs_page_on_an_empty_store():
+    at = page("runs").run()
+    assert not at.exception
+    assert "store is empty" in at.info[0].value
+
+
+def test_runs_page_lists_real_runs_and_failures(tiny_models, sentiment_files):
+    train, evaluation = sentiment_files
+    cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
+                                        "eval_file": str(evaluation), "epochs": 1, "batch_size": 16})
+    done = jobs.execute("finetune", cfg, save_weights=False).record
+    store = RunStore()
+    store.claim("broken01", "finetune", {}, {"method": "vanilla", "dataset": "x"})
+    store.fail("broken01", "RuntimeError: out of memory")
+    at = page("runs").run()
+    assert not at.exception
+    df = at.dataframe[0].value
+    assert set(df["run_id"]) == {done.run_id, "broken01"}
+    assert df.set_index("run_id").loc[done.run_id, "value"] == done.metrics["accuracy"]
+    assert any("out of memory" in block.value for block in at.code)

@@ -1,0 +1,106 @@
+import json
+import time
+
+import numpy as np
+import pytest
+
+from analysis import jobs
+from analysis.config import FinetuneConfig
+from analysis.errors import StoreError
+from analysis.finetune import Finetune
+from analysis.store import RunStore, write_atomic
+
+
+def test_round_trip(tmp_path):
+    store = RunStore(tmp_path / "s")
+    assert store.claim("r1", "finetune", {"a": 1}, {"method": "vanilla", "dataset": "x", "seed": 0})
+    store.append_metrics("r1", {"step": 1, "loss": 0.5})
+    store.save_arrays("r1", "masks", {"w": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    store.finish("r1", {"accuracy": 0.9}, {"steps": 1}, {"versions": {"torch": "x"}})
+    rec = store.require("r1")
+    assert rec.status == "done" and rec.metrics == {"accuracy": 0.9} and rec.config == {"a": 1}
+    assert store.read_metrics("r1") == [{"step": 1, "loss": 0.5}]
+    assert np.array_equal(store.load_arrays("r1", "masks")["w"], np.arange(6).reshape(2, 3))
+    assert store.record("r1")["versions"] == {"torch": "x"}
+    assert [r["run_id"] for r in store.list()] == ["r1"]
+    # a second claim of a finished run is refused: it is served, not re-run
+    assert not store.claim("r1", "finetune", {"a": 1}, {})
+    store.delete("r1")
+    assert store.get("r1") is None and not (store.root / "r1").exists()
+
+
+def test_torn_metrics_line_is_ignored(tmp_path):
+    store = RunStore(tmp_path / "s")
+    store.claim("r1", "finetune", {}, {})
+    store.append_metrics("r1", {"step": 1})
+    with open(store.run_dir("r1") / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 2, "lo')
+    assert store.read_metrics("r1") == [{"step": 1}]
+
+
+def test_stale_running_run_is_marked_interrupted(tmp_path):
+    store = RunStore(tmp_path / "s")
+    store.claim("r1", "finetune", {}, {})
+    with store._db() as db:
+        db.execute("UPDATE runs SET heartbeat=? WHERE run_id='r1'", (time.time() - 3600,))
+    assert store.mark_stale() == 1
+    rec = store.require("r1")
+    assert rec.status == "interrupted" and "heartbeat" in rec.error
+    # an interrupted run may be claimed again
+    assert store.claim("r1", "finetune", {}, {})
+
+
+def test_write_atomic_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "f.json"
+    write_atomic(target, b"{}")
+    write_atomic(target, json.dumps({"a": 1}).encode())
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_bad_run_ids_are_refused(tmp_path):
+    store = RunStore(tmp_path / "s")
+    for bad in ("../etc", "a/b", ""):
+        with pytest.raises(StoreError):
+            store.run_dir(bad)
+    with pytest.raises(StoreError, match="no run"):
+        store.require("nope")
+
+
+def _config(tiny_models, files, **train):
+    train_file, eval_file = files
+    return FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train_file),
+                                         "eval_file": str(eval_file), "epochs": 1, "batch_size": 8, **train})
+
+
+def test_execute_twice_serves_the_stored_run(tiny_models, sentiment_files):
+    cfg = _config(tiny_models, sentiment_files)
+    first = jobs.execute("finetune", cfg, save_weights=False)
+    second = jobs.execute("finetune", cfg, save_weights=False)
+    assert not first.cached and second.cached
+    assert first.record.run_id == second.record.run_id
+    assert second.record.metrics == first.record.metrics
+    record = RunStore().record(first.record.run_id)
+    assert record["versions"]["torch"] and record["machine"]["cores"] and record["inputs"]["data"]
+
+
+def test_a_crashed_run_is_marked_failed_and_keeps_its_logs(tiny_models, sentiment_files, monkeypatch):
+    cfg = _config(tiny_models, sentiment_files)
+    real_run = Finetune.run
+
+    def crash(self, prepared, ctx):
+        ctx.log({"step": 1, "loss": 1.0})
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(Finetune, "run", crash)
+    with pytest.raises(RuntimeError):
+        jobs.execute("finetune", cfg, save_weights=False)
+    store = RunStore()
+    (row,) = store.list()
+    assert row["status"] == "failed" and "simulated crash" in row["error"]
+    (logged,) = store.read_metrics(row["run_id"])
+    assert logged["step"] == 1 and logged["loss"] == 1.0
+    # the next attempt re-runs it (and succeeds)
+    monkeypatch.setattr(Finetune, "run", real_run)
+    outcome = jobs.execute("finetune", cfg, save_weights=False)
+    assert not outcome.cached and outcome.record.status == "done"

@@ -1,0 +1,70 @@
+import numpy as np
+import torch
+
+from analysis.metrics import compute
+from analysis.tokens import Encoded, batch_order, collate
+
+
+def test_batch_order_covers_every_example_once():
+    lengths = np.random.default_rng(0).integers(1, 50, size=1003)
+    for shuffle, bucket in [(True, True), (True, False), (False, True), (False, False)]:
+        batches = batch_order(lengths, 32, seed=1, shuffle=shuffle, bucket=bucket)
+        flat = np.concatenate(batches)
+        assert sorted(flat.tolist()) == list(range(1003))
+
+
+def test_bucketing_reduces_padding():
+    lengths = np.random.default_rng(0).integers(1, 100, size=5000)
+
+    def padding(batches):
+        return sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches)
+
+    assert padding(batch_order(lengths, 32, 0, True, True)) < 0.2 * padding(batch_order(lengths, 32, 0, True, False))
+
+
+def test_shuffle_depends_on_seed_only():
+    lengths = np.arange(100)
+    a, b = batch_order(lengths, 10, 3, True, True), batch_order(lengths, 10, 3, True, True)
+    c = batch_order(lengths, 10, 4, True, True)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_collate_pads_to_the_longest_in_batch():
+    enc = Encoded(np.array([5, 6, 7, 8, 9], np.int32), np.array([0, 2, 5]), np.array([0, 0, 0, 1, 1], np.int8), None)
+    batch = collate(enc, np.array([0, 1]), pad_id=0, with_types=True)
+    assert batch["input_ids"].tolist() == [[5, 6, 0], [7, 8, 9]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 0], [1, 1, 1]]
+    assert batch["token_type_ids"].tolist() == [[0, 0, 0], [0, 1, 1]]
+
+
+def test_metrics_match_references():
+    from scipy.stats import pearsonr, spearmanr
+    from sklearn.metrics import f1_score, matthews_corrcoef
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 2, 200)
+    logits = rng.normal(size=(200, 2)) + np.eye(2)[gold]
+    pred = logits.argmax(1)
+    out = compute(("accuracy", "f1", "matthews"), logits, gold)
+    assert out["accuracy"] == (pred == gold).mean()
+    assert np.isclose(out["f1"], f1_score(gold, pred)) and np.isclose(out["matthews"], matthews_corrcoef(gold, pred))
+    y = rng.normal(size=100)
+    values = (y + rng.normal(size=100)).reshape(-1, 1)
+    reg = compute(("pearson", "spearman"), values, y)
+    assert np.isclose(reg["pearson"], pearsonr(values[:, 0], y)[0])
+    assert np.isclose(reg["spearman"], spearmanr(values[:, 0], y)[0])
+
+
+def test_regression_task_trains(tmp_path, tiny_models):
+    from analysis import jobs
+    from analysis.config import FinetuneConfig
+
+    rows = "".join(f"w{i} x,w{i} y,{i % 5 + 0.5}\n" for i in range(40))
+    f = tmp_path / "r.csv"
+    f.write_text("sentence1,sentence2,score\n" + rows)
+    cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(f), "eval_file": str(f),
+                                        "epochs": 1, "batch_size": 8})
+    rec = jobs.execute("finetune", cfg, save_weights=False).record
+    assert set(rec.metrics) == {"pearson", "spearman"} and rec.summary["metric"] == "pearson"
+    assert torch.isfinite(torch.tensor(rec.metrics["pearson"]))
