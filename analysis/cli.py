@@ -62,7 +62,8 @@ def flag_type(tp: Any) -> tuple[Any, dict[str, Any]]:
     return (tp if tp in (int, float, str) else str), {}
 
 
-def add_field_flags(parser: argparse.ArgumentParser, flat: dict[str, FlatField], group: str) -> None:
+def add_field_flags(parser: argparse.ArgumentParser, flat: dict[str, FlatField], group: str,
+                    show_defaults: bool = True) -> None:
     """One `--field-name` flag per config field; unset flags stay out of the namespace (SUPPRESS)."""
     grp = parser.add_argument_group(group)
     for name, ff in flat.items():
@@ -71,7 +72,8 @@ def add_field_flags(parser: argparse.ArgumentParser, flat: dict[str, FlatField],
         if conv is not None:
             kwargs["type"] = conv
         default = ff.field.default if ff.field.default is not dataclasses.MISSING else None
-        kwargs["help"] = f"(default: {default})"
+        kwargs["help"] = f"(default: {default})" if show_defaults else "(default: the method's own)"
+        kwargs.setdefault("metavar", name.upper())
         grp.add_argument("--" + name.replace("_", "-"), **kwargs)
 
 

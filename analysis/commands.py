@@ -10,7 +10,8 @@ from .cli import add_field_flags, arguments, base_config, command, flags_given
 from .config import FinetuneConfig
 from .data import dataset_names, get_card
 from .finetune import FINETUNE_METHODS, option_flags
-from .jobs import Outcome, execute
+from .pruning import PRUNING_METHODS, PruneConfig
+from .jobs import EXPERIMENTS, Outcome, execute
 from .store import RunStore
 
 
@@ -54,27 +55,63 @@ def describe_outcome(result: dict[str, Any]) -> str:
     return f"run {result['run_id']}: {result['status']} ({source}) {metrics}\n  {result['path']}"
 
 
-def _finetune_arguments(parser: argparse.ArgumentParser) -> None:
-    add_field_flags(parser, {k: v for k, v in FinetuneConfig.flat_fields().items() if k != "options"}, "experiment")
-    add_field_flags(parser, option_flags(FINETUNE_METHODS), "method options (see --method)")
+def experiment_command(name: str, help: str, config_cls: type, methods: Any) -> None:
+    """Register a command that builds `config_cls` from --config + flags (+ method option flags) and runs it."""
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        add_field_flags(parser, {k: v for k, v in config_cls.flat_fields().items() if k != "options"}, "experiment")
+        add_field_flags(parser, option_flags(methods), "method options (see --method)", show_defaults=False)
+        add_runtime_flags(parser)
+
+    def run(args: argparse.Namespace) -> dict[str, Any]:
+        flags, options = split_options(flags_given(args), set(option_flags(methods)))
+        base = base_config(args)
+        if options:
+            flags["options"] = {**base.get("options", {}), **options}
+        config = config_cls.from_flat(base, flags)
+        update, close = progress_bar(f"{name} {config.data.dataset}")
+        try:
+            outcome = execute(name, config, device=args.device, save_weights=not args.no_save_weights,
+                              progress=update)
+        finally:
+            close()
+        return outcome_json(outcome)
+
+    command(name, help, describe_outcome)(arguments(add_arguments)(run))
+
+
+experiment_command("finetune", "fine-tune a model on a task (vanilla or Child-Tuning)", FinetuneConfig,
+                   FINETUNE_METHODS)
+experiment_command("prune", "prune a model on a task (sparsebert, magnitude, heads, ...)", PruneConfig,
+                   PRUNING_METHODS)
+
+
+SWEEPS = {"pruning": "sweep-pruning"}  # study name -> experiment kind
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", choices=sorted(SWEEPS), help="which sweep")
+    flat = {}
+    for kind in SWEEPS.values():
+        flat.update({k: v for k, v in EXPERIMENTS.get(kind).config_cls.flat_fields().items()
+                     if k not in ("options", "method_options", "method", "sparsity", "seed")})
+    add_field_flags(parser, flat, "sweep")
     add_runtime_flags(parser)
 
 
-@command("finetune", "fine-tune a model on a task (vanilla or Child-Tuning)", describe_outcome)
-@arguments(_finetune_arguments)
-def finetune(args: argparse.Namespace) -> dict[str, Any]:
-    flags, options = split_options(flags_given(args), set(option_flags(FINETUNE_METHODS)))
-    base = base_config(args)
-    if options:
-        flags["options"] = {**base.get("options", {}), **options}
-    config = FinetuneConfig.from_flat(base, flags)
-    update, close = progress_bar(f"finetune {config.data.dataset}")
+@command("sweep", "run a resumable sweep (pruning: methods x sparsities x seeds)", describe_outcome)
+@arguments(_sweep_arguments)
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    kind = SWEEPS[args.study]
+    config = EXPERIMENTS.get(kind).config_cls.from_flat(base_config(args), flags_given(args))
+    update, close = progress_bar(f"sweep {args.study}")
     try:
-        outcome = execute("finetune", config, device=args.device, save_weights=not args.no_save_weights,
-                          progress=update)
+        outcome = execute(kind, config, device=args.device, save_weights=not args.no_save_weights, progress=update)
     finally:
         close()
-    return outcome_json(outcome)
+    out = outcome_json(outcome)
+    out["table"] = RunStore().load_artifact_json(outcome.record.run_id, "table")
+    return out
 
 
 def _runs_arguments(parser: argparse.ArgumentParser) -> None:

@@ -97,6 +97,9 @@ def load_encoder_classifier(name: str, num_labels: int) -> nn.Module:
     family_of(config.model_type)
     config.num_labels = num_labels
     config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+    structure = getattr(config, "prunescope_structure", None)
+    if structure:
+        return load_compacted(Path(path), config, structure)
     try:
         with quiet_transformers():  # "newly initialised head" warnings are expected for a new task
             return AutoModelForSequenceClassification.from_pretrained(
@@ -104,6 +107,26 @@ def load_encoder_classifier(name: str, num_labels: int) -> nn.Module:
             )
     except Exception as exc:
         raise ModelError(f"cannot load model weights from {name!r}: {exc}", fix="check the checkpoint") from None
+
+
+def load_compacted(path: Path, config, structure: dict) -> nn.Module:
+    """A checkpoint whose heads/FFN were physically removed: build, shrink to the structure, load strictly."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    from .compact import apply_structure_
+
+    with quiet_transformers():
+        model = AutoModelForSequenceClassification.from_config(config)
+    apply_structure_(model, structure)
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(path.glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    try:
+        model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise ModelError(f"{path} does not match its recorded structure: {exc}", fix="re-save the model") from None
+    return model
 
 
 @contextmanager

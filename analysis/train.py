@@ -57,7 +57,8 @@ class Hook:
 
     def on_train_begin(self, state: TrainState) -> None: ...
 
-    def loss(self, state: TrainState, batch: dict[str, torch.Tensor], outputs: Any, loss: torch.Tensor) -> torch.Tensor:
+    def loss(self, state: TrainState, batch: dict[str, torch.Tensor], labels: torch.Tensor, outputs: Any,
+             loss: torch.Tensor) -> torch.Tensor:
         return loss
 
     def before_step(self, state: TrainState) -> None: ...
@@ -173,7 +174,7 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
                 outputs = model(**batch)
                 loss = task_loss(outputs, labels, task)
                 for hook in hooks:
-                    loss = hook.loss(state, batch, outputs, loss)
+                    loss = hook.loss(state, batch, labels, outputs, loss)
             loss.backward()
             if cfg.max_grad_norm > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

@@ -1,0 +1,139 @@
+"""Distillation losses (SparseBERT / TinyBERT style): pre-softmax attention-score MSE, hidden-state MSE
+(embedding output + every layer) and soft cross-entropy at temperature T; MSE to the gold label for
+regression. Each term has its own weight so a user can ablate the knowledge sources."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .arch import Arch
+from .train import Hook, TaskSpec, TrainState
+
+
+class Capture:
+    """Forward hooks recording hidden states and pre-softmax attention scores of a model."""
+
+    def __init__(self, model: nn.Module, only_training: bool = False):
+        arch = Arch(model)
+        self.model, self.only_training = model, only_training
+        self.head_dim = arch.head_dim
+        self.hidden: list[torch.Tensor] = []
+        self.scores: list[torch.Tensor] = []
+        self._queries: dict[int, torch.Tensor] = {}
+        self._handles = [arch.base.embeddings.register_forward_hook(self._on_hidden)]
+        for i, layer in enumerate(arch.layers()):
+            self._handles.append(layer.register_forward_hook(self._on_hidden))
+            self._handles.append(arch.linear(i, "query").register_forward_hook(self._on_query(i)))
+            self._handles.append(arch.linear(i, "key").register_forward_hook(self._on_key(i)))
+
+    def clear(self) -> None:
+        self.hidden, self.scores, self._queries = [], [], {}
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _recording(self) -> bool:
+        return self.model.training or not self.only_training  # evaluation passes of the student are not kept
+
+    def _on_hidden(self, module: nn.Module, args: Any, out: Any) -> None:
+        if self._recording():
+            self.hidden.append(out[0] if isinstance(out, tuple) else out)
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, width = x.shape
+        return x.view(b, t, width // self.head_dim, self.head_dim).transpose(1, 2)
+
+    def _on_query(self, i: int):
+        def hook(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+            if self._recording():
+                self._queries[i] = out
+
+        return hook
+
+    def _on_key(self, i: int):
+        def hook(module: nn.Module, args: Any, out: torch.Tensor) -> None:
+            if not self._recording():
+                return
+            q, k = self._heads(self._queries.pop(i)), self._heads(out)
+            self.scores.append(q @ k.transpose(-1, -2) * self.head_dim ** -0.5)
+
+        return hook
+
+
+@dataclass(frozen=True)
+class DistillWeights:
+    attention: float = 1.0
+    hidden: float = 1.0
+    prediction: float = 1.0
+    task: float = 0.0  # the plain task loss (0 in SparseBERT: the teacher's soft labels replace it)
+    temperature: float = 1.0
+
+
+def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    target = torch.softmax(teacher.float() / temperature, dim=-1)
+    return -(target * torch.log_softmax(student.float() / temperature, dim=-1)).sum(-1).mean()
+
+
+def distill_terms(s: Capture, t: Capture, s_logits: torch.Tensor, t_logits: torch.Tensor,
+                  attention_mask: torch.Tensor, labels: torch.Tensor, task: TaskSpec, temperature: float,
+                  layer_map: list[int]) -> dict[str, torch.Tensor]:
+    """The three loss terms. `layer_map[i]` is the teacher layer matched to student layer i."""
+    mask = attention_mask.float()
+    pair = (mask[:, None, :, None] * mask[:, None, None, :])
+    attention = sum(
+        nn.functional.mse_loss(s.scores[i].float() * pair, t.scores[j].float() * pair) for i, j in enumerate(layer_map)
+    )
+    hidden_map = [0] + [j + 1 for j in layer_map]  # the embedding output, then each matched layer
+    hidden = sum(nn.functional.mse_loss(s.hidden[i].float(), t.hidden[j].float()) for i, j in enumerate(hidden_map))
+    if task.is_regression:
+        prediction = nn.functional.mse_loss(s_logits.float().squeeze(-1), labels.float())
+    else:
+        prediction = soft_cross_entropy(s_logits, t_logits, temperature)
+    return {"attention": attention, "hidden": hidden, "prediction": prediction}
+
+
+class DistillHook(Hook):
+    """Adds the weighted distillation terms; the teacher runs in eval mode without gradients."""
+
+    def __init__(self, teacher: nn.Module, task: TaskSpec, weights: DistillWeights, layer_map: list[int] | None = None):
+        self.teacher, self.task, self.weights = teacher, task, weights
+        self.layer_map = layer_map
+        self.last_terms: dict[str, float] = {}
+
+    def on_train_begin(self, state: TrainState) -> None:
+        device = next(state.model.parameters()).device
+        self.teacher.to(device).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.student_capture = Capture(state.model, only_training=True)
+        self.teacher_capture = Capture(self.teacher)
+        if self.layer_map is None:
+            self.layer_map = uniform_layer_map(Arch(state.model).num_layers, Arch(self.teacher).num_layers)
+
+    def loss(self, state: TrainState, batch: dict[str, torch.Tensor], labels: torch.Tensor, outputs: Any,
+             loss: torch.Tensor) -> torch.Tensor:
+        w = self.weights
+        with torch.no_grad():
+            self.teacher_capture.clear()
+            teacher_logits = self.teacher(**batch).logits
+        terms = distill_terms(self.student_capture, self.teacher_capture, outputs.logits, teacher_logits,
+                              batch["attention_mask"], labels, self.task, w.temperature, self.layer_map)
+        self.student_capture.clear()
+        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+        return w.task * loss + w.attention * terms["attention"] + w.hidden * terms["hidden"] + \
+            w.prediction * terms["prediction"]
+
+    def on_train_end(self, state: TrainState) -> None:
+        self.student_capture.remove()
+        self.teacher_capture.remove()
+
+
+def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
+    """Student layer i learns from teacher layer (i+1)*k - 1 (TinyBERT's uniform mapping; identity when equal)."""
+    step = teacher_layers // student_layers
+    return [(i + 1) * step - 1 for i in range(student_layers)]

@@ -1,0 +1,150 @@
+"""Unstructured masks: selection by score (per tensor or global), the cubic schedule, and the hook that
+keeps pruned weights at zero through training."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..train import Hook, TrainState
+
+Masks = dict[str, torch.Tensor]  # parameter name -> bool mask (True = kept)
+
+
+def keep_top(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """Bool mask keeping the highest-scoring (1 - sparsity) entries: exactly round(sparsity * n) pruned."""
+    n = scores.numel()
+    pruned = int(round(sparsity * n))
+    mask = torch.ones(n, dtype=torch.bool, device=scores.device)
+    if pruned > 0:
+        # a stable sort on the flattened scores breaks ties by position, so the count is exact
+        order = torch.sort(scores.reshape(-1).float(), stable=True).indices
+        mask[order[:pruned]] = False
+    return mask.view_as(scores)
+
+
+def select(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> Masks:
+    """Masks at `sparsity`: 'per-tensor' (layer-wise uniform) or 'global' (one threshold over all)."""
+    if not 0.0 <= sparsity < 1.0:
+        raise ConfigError(f"sparsity must be in [0, 1), got {sparsity}", fix="use e.g. --sparsity 0.9")
+    if scope == "per-tensor":
+        return {name: keep_top(s, sparsity) for name, s in scores.items()}
+    if scope == "global":
+        flat = torch.cat([s.reshape(-1).float() for s in scores.values()])
+        keep = keep_top(flat, sparsity)
+        out, start = {}, 0
+        for name, s in scores.items():
+            out[name] = keep[start:start + s.numel()].view_as(s)
+            start += s.numel()
+        return out
+    raise ConfigError(f"unknown pruning scope {scope!r}", fix="use 'per-tensor' or 'global'")
+
+
+def cubic_sparsity(step: int, total: int, final: float, initial: float = 0.0, start: float = 0.0,
+                   end: float = 1.0) -> float:
+    """Zhu & Gupta (2017): s_t = s_f + (s_i - s_f) (1 - t/T)^3 between the start and end fractions of training."""
+    first, last = start * total, end * total
+    if step <= first:
+        return initial
+    if step >= last or last <= first:
+        return final
+    progress = (step - first) / (last - first)
+    return final + (initial - final) * (1.0 - progress) ** 3
+
+
+@torch.no_grad()
+def apply_masks_(params: dict[str, nn.Parameter], masks: Masks) -> None:
+    for name, mask in masks.items():
+        params[name].mul_(mask)
+
+
+ScoreFn = Callable[[dict[str, nn.Parameter]], dict[str, torch.Tensor]]
+
+
+class ScheduledMaskHook(Hook):
+    """Recompute masks from `score_fn` on a schedule; re-zero pruned weights after every optimizer step.
+
+    Scores are computed on w * mask, so a pruned weight (now zero) stays pruned as sparsity grows.
+    """
+
+    def __init__(self, params: dict[str, nn.Parameter], score_fn: ScoreFn, final: float, scope: str,
+                 schedule: str, interval: int, start: float, end: float):
+        self.params, self.score_fn, self.final, self.scope = params, score_fn, final, scope
+        self.schedule, self.interval, self.start, self.end = schedule, max(1, interval), start, end
+        self.masks: Masks = {}
+        self.history: list[tuple[int, float]] = []
+
+    def target(self, step: int, total: int) -> float:
+        if self.schedule == "one-shot":
+            return self.final
+        return cubic_sparsity(step, total, self.final, 0.0, self.start, self.end)
+
+    def update(self, step: int, total: int) -> None:
+        sparsity = self.target(step, total)
+        if self.history and sparsity == self.history[-1][1]:
+            return
+        self.masks = select(self.score_fn(self.params), sparsity, self.scope)
+        self.history.append((step, sparsity))
+        apply_masks_(self.params, self.masks)
+
+    def on_train_begin(self, state: TrainState) -> None:
+        self.update(0, state.total_steps)
+
+    def after_step(self, state: TrainState) -> None:
+        if self.schedule != "one-shot" and (state.step % self.interval == 0 or state.step == state.total_steps):
+            self.update(state.step, state.total_steps)
+        apply_masks_(self.params, self.masks)
+
+    def on_train_end(self, state: TrainState) -> None:
+        # the last mask update must reach the final sparsity even if the ramp ended between intervals
+        if self.schedule != "one-shot" and self.history[-1][1] != self.final:
+            self.update(state.total_steps, state.total_steps)
+
+
+def magnitude_scores(params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+    return {name: p.detach().abs() for name, p in params.items()}
+
+
+def random_scores(seed: int) -> ScoreFn:
+    """Fixed random scores per weight (drawn once), masked like magnitudes so masks nest as sparsity grows."""
+    cache: dict[str, torch.Tensor] = {}
+
+    def scores(params: dict[str, nn.Parameter]) -> dict[str, torch.Tensor]:
+        if not cache:
+            gen = torch.Generator().manual_seed(seed)
+            for name, p in params.items():
+                cache[name] = torch.rand(p.shape, generator=gen).to(p.device) + 1e-6
+        return {name: cache[name] * (p.detach() != 0) for name, p in params.items()}
+
+    return scores
+
+
+def masks_from_weights(params: dict[str, nn.Parameter]) -> Masks:
+    return {name: p.detach() != 0 for name, p in params.items()}
+
+
+def check_masks_fit(params: dict[str, nn.Parameter], masks: Masks) -> None:
+    """A mask file must name this model's tensors with their exact shapes."""
+    missing = sorted(set(params) - set(masks))
+    extra = sorted(set(masks) - set(params))
+    if extra or missing:
+        raise ConfigError(f"the masks do not fit this model (unknown: {extra[:3]}, missing: {missing[:3]})",
+                          fix="use masks saved from a model of the same architecture")
+    for name, mask in masks.items():
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise ConfigError(f"mask {name} has shape {tuple(mask.shape)}, the weight {tuple(params[name].shape)}",
+                              fix="use masks saved from a model of the same architecture")
+
+
+def fraction_kept(masks: Masks) -> float:
+    kept = sum(int(m.sum()) for m in masks.values())
+    total = sum(m.numel() for m in masks.values())
+    return kept / total if total else 1.0
+
+
+def steps_for(epochs: float, examples: int, batch_size: int) -> int:
+    return max(1, math.ceil(epochs * math.ceil(examples / batch_size)))

@@ -1,0 +1,92 @@
+"""Shared machinery of the unstructured methods (magnitude, gradual-magnitude, sparsebert, random).
+
+They differ only in defaults: the criterion (|w| or random), the schedule (one-shot or cubic), where the
+student starts (pre-trained or fine-tuned) and whether it is distilled from the dense fine-tuned teacher.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ..arch import Arch
+from ..config import ConfigBase, check
+from ..distill import DistillHook, DistillWeights
+from ..train import Hook
+from .base import PruneContext, PruningMethod
+from .masks import ScheduledMaskHook, magnitude_scores, masks_from_weights, random_scores
+
+
+@dataclass(frozen=True)
+class UnstructuredOptions(ConfigBase):
+    start: str = "pretrained"  # pretrained | finetuned
+    schedule: str = "cubic"  # cubic | one-shot
+    scope: str = "per-tensor"  # per-tensor | global
+    update_every: int = 10  # steps between mask updates (the paper's 12-epoch MRPC run used 800)
+    ramp_start: float = 0.0  # fraction of training where the cubic ramp starts
+    ramp_end: float = 1.0  # ... and ends (the paper ramps over the whole training)
+    distill: bool = False
+    attention_weight: float = 1.0
+    hidden_weight: float = 1.0
+    prediction_weight: float = 1.0
+    task_weight: float = 0.0
+    temperature: float = 1.0
+
+    def validate(self) -> None:
+        check(self.start in ("pretrained", "finetuned"), "start", f"got {self.start!r}", "use pretrained or finetuned")
+        check(self.schedule in ("cubic", "one-shot"), "schedule", f"got {self.schedule!r}", "use cubic or one-shot")
+        check(self.scope in ("per-tensor", "global"), "scope", f"got {self.scope!r}", "use per-tensor or global")
+        check(self.update_every >= 1, "update_every", f"got {self.update_every}", "use 1 or more steps")
+        check(0 <= self.ramp_start < self.ramp_end <= 1, "ramp_start", "need 0 <= ramp_start < ramp_end <= 1",
+              "e.g. --ramp-start 0 --ramp-end 0.7")
+        check(self.temperature > 0, "temperature", f"got {self.temperature}", "use a positive temperature")
+        weights = (self.attention_weight, self.hidden_weight, self.prediction_weight, self.task_weight)
+        check(all(w >= 0 for w in weights), "attention_weight", "loss weights must be >= 0", "use weights >= 0")
+
+
+def prunable_params(model: nn.Module) -> dict[str, nn.Parameter]:
+    """Q, K, V, attention-output, FFN-in and FFN-out weights of every layer (not biases, LayerNorm, embeddings)."""
+    return {prefix + ".weight": linear.weight for prefix, linear in Arch(model).linears().items()}
+
+
+class Unstructured(PruningMethod):
+    """Masks on the six weight matrices of every layer, selected by `scores`, kept at zero by a hook."""
+
+    Options = UnstructuredOptions
+    criterion = "magnitude"
+
+    def needs_teacher(self, options: UnstructuredOptions) -> bool:
+        return options.distill or options.start == "finetuned"
+
+    def score_fn(self, seed: int):
+        return magnitude_scores if self.criterion == "magnitude" else random_scores(seed)
+
+    def hooks(self, ctx: PruneContext) -> list[Hook]:
+        o: UnstructuredOptions = ctx.options
+        self.mask_hook = ScheduledMaskHook(prunable_params(ctx.student), self.score_fn(ctx.config.seed),
+                                           ctx.config.sparsity, o.scope, o.schedule, o.update_every,
+                                           o.ramp_start, o.ramp_end)
+        hooks: list[Hook] = [self.mask_hook]
+        if o.distill:
+            assert ctx.teacher is not None
+            weights = DistillWeights(o.attention_weight, o.hidden_weight, o.prediction_weight, o.task_weight,
+                                     o.temperature)
+            hooks.insert(0, DistillHook(ctx.teacher, ctx.inputs.task, weights))
+        return hooks
+
+    def save_artefacts(self, ctx: PruneContext, model: nn.Module) -> None:
+        masks = masks_from_weights(prunable_params(model))
+        ctx.run.save_arrays("masks", {k: v.cpu().numpy().astype(np.uint8) for k, v in masks.items()})
+        ctx.run.save_json("mask_schedule", [{"step": s, "sparsity": v} for s, v in self.mask_hook.history])
+
+
+def with_defaults(**defaults: Any) -> type[UnstructuredOptions]:
+    """An options class whose defaults are a method's own (the fields stay the same across methods)."""
+    import dataclasses
+
+    fields = [(f.name, f.type, dataclasses.field(default=defaults.get(f.name, f.default)))
+              for f in dataclasses.fields(UnstructuredOptions)]
+    return dataclasses.make_dataclass("Options", fields, bases=(UnstructuredOptions,), frozen=True)

@@ -1,0 +1,79 @@
+"""The pruning sweep: methods x sparsities x seeds, resumable (finished runs come from the store)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ConfigBase, check
+from ..errors import ConfigError
+from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult, execute
+from ..pruning import PRUNING_METHODS, PruneConfig
+
+
+@dataclass(frozen=True)
+class PruningSweepConfig(ConfigBase):
+    """Every (method, sparsity, seed) of the grid runs the shared `prune` settings."""
+
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    methods: tuple[str, ...] = ("sparsebert", "gradual-magnitude", "random", "small-dense")
+    sparsities: tuple[float, ...] = (0.5, 0.8, 0.9)
+    seeds: tuple[int, ...] = (0,)
+    method_options: dict = field(default_factory=dict)  # {method: {option: value}}
+
+    def validate(self) -> None:
+        check(len(self.methods) > 0 and len(self.sparsities) > 0 and len(self.seeds) > 0, "methods",
+              "the grid is empty", "give at least one method, sparsity and seed")
+        for s in self.sparsities:
+            check(0 <= s < 1, "sparsities", f"sparsity {s} is outside [0, 1)", "use values like 0.5,0.8,0.9")
+        check(not self.prune.options, "options", "per-run options are ambiguous in a sweep",
+              "use method_options: {method: {option: value}} in the YAML file")
+
+    def grid(self) -> list[PruneConfig]:
+        return [self.prune.replace(method=m, sparsity=s, seed=seed, options=dict(self.method_options.get(m, {})))
+                for m in self.methods for s in self.sparsities for seed in self.seeds]
+
+
+@EXPERIMENTS.register("sweep-pruning")
+class PruningSweep(Experiment):
+    config_cls = PruningSweepConfig
+
+    def describe(self, config: PruningSweepConfig) -> dict[str, Any]:
+        return {"method": "sweep", "dataset": config.prune.data.dataset, "model": config.prune.model.model,
+                "seed": None, "label": f"pruning sweep {','.join(config.methods)} x {len(config.sparsities)} sparsities"}
+
+    def fingerprints(self, config: PruningSweepConfig) -> dict[str, str]:
+        return EXPERIMENTS.get("prune")().fingerprints(config.prune)
+
+    def prepare(self, config: PruningSweepConfig, device: str) -> PruningSweepConfig:
+        for method in config.methods:
+            PRUNING_METHODS.get(method).Options.from_dict(config.method_options.get(method, {}),
+                                                          where=f"method_options.{method}")
+        unknown = set(config.method_options) - set(config.methods)
+        if unknown:
+            raise ConfigError(f"method_options names methods not in the sweep: {sorted(unknown)}",
+                              fix="add them to --methods or remove their options")
+        return config
+
+    def run(self, config: PruningSweepConfig, ctx: RunContext) -> RunResult:
+        grid = config.grid()
+        rows = []
+        for i, run_config in enumerate(grid):
+            label = f"{run_config.method} s={run_config.sparsity:g} seed={run_config.seed}"
+            ctx.progress(i, len(grid), f"{label} ({i + 1}/{len(grid)})")
+            outcome = execute("prune", run_config, ctx.store, device=ctx.device, save_weights=ctx.save_weights)
+            rows.append(sweep_row(run_config, outcome.record))
+            ctx.log({"event": "run_done", "index": i, **rows[-1]})
+        ctx.progress(len(grid), len(grid), "done")
+        ctx.save_json("table", rows)
+        return RunResult({}, {"runs": len(rows), "run_ids": [r["run_id"] for r in rows]}, {"table": rows})
+
+
+def sweep_row(config: PruneConfig, record: Any) -> dict[str, Any]:
+    s = record.summary
+    metric = s.get("metric")
+    return {"run_id": record.run_id, "method": config.method, "sparsity": config.sparsity, "seed": config.seed,
+            "status": record.status, "metric": metric, "value": record.metrics.get(metric),
+            "encoder_sparsity": s.get("encoder_sparsity"), "model_sparsity": s.get("model_sparsity"),
+            "encoder_nonzero_params": s.get("encoder_nonzero_params"), "nonzero_params": s.get("nonzero_params"),
+            "params": s.get("params"), "teacher": s.get("teacher")}
