@@ -1,0 +1,204 @@
+"""Invariant suite over the pruning registry, on tiny random models of every family."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import jobs, models
+from analysis.arch import Arch
+from analysis.compact import record_structure, remove_ffn_neurons_
+from analysis.config import FinetuneConfig
+from analysis.errors import ConfigError
+from analysis.heads import HeadGates, remove_heads_
+from analysis.pruning import PRUNING_METHODS, PruneConfig
+from analysis.pruning.masks import ScheduledMaskHook, check_masks_fit, magnitude_scores, select
+from analysis.pruning.unstructured import prunable_params
+from analysis.store import RunStore
+from analysis.train import TaskSpec, fit
+
+from .conftest import FAMILIES
+
+UNSTRUCTURED = ("sparsebert", "magnitude", "gradual-magnitude", "random")
+
+
+def prune_config(tiny_models, files, method, sparsity, family="bert", **extra):
+    train, evaluation = files
+    return PruneConfig.from_flat({}, {"model": str(tiny_models[family]), "dataset": str(train),
+                                      "eval_file": str(evaluation), "epochs": 1, "batch_size": 16,
+                                      "method": method, "sparsity": sparsity, **extra})
+
+
+def batch(n=3, t=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 2000, (n, t), generator=g)
+    mask = torch.ones(n, t, dtype=torch.long)
+    mask[0, 5:] = 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def logits(model, inputs):
+    model.eval()
+    with torch.no_grad():
+        return model(**inputs).logits
+
+
+def test_every_registered_method_is_covered():
+    assert set(PRUNING_METHODS.names()) == set(UNSTRUCTURED) | {"heads", "ffn", "layers", "small-dense"}
+
+
+@pytest.mark.parametrize("method", PRUNING_METHODS.names())
+def test_requested_sparsity_is_reached_and_measured(tiny_models, sentiment_files, method):
+    rec = jobs.execute("prune", prune_config(tiny_models, sentiment_files, method, 0.5)).record
+    assert rec.status == "done"
+    report = RunStore().load_artifact_json(rec.run_id, "sparsity")
+    if method in UNSTRUCTURED:
+        for name, t in report["tensors"].items():
+            assert abs(t["sparsity"] - 0.5) <= 0.005, name  # within 0.5 points per tensor
+        assert report["removed_params"] == 0
+    else:
+        assert report["removed_params"] > 0 and report["encoder_masked_sparsity"] == 0
+        expected = {"heads": 0.25, "ffn": 0.25, "layers": 0.5, "small-dense": 0.5}[method]  # Q/K/V/O are half the encoder
+        assert abs(report["encoder_sparsity"] - expected) < 0.01
+    # the stored model loads back (compacted ones through their recorded structure) and predicts the same
+    reloaded = models.load_encoder_classifier(str(rec.path / "model"), 2)
+    stored = RunStore().load_arrays(rec.run_id, "predictions")["outputs"]
+    from analysis.finetune import load_inputs
+    from analysis.train import predict
+
+    inputs = load_inputs(prune_config(tiny_models, sentiment_files, method, 0.5).model,
+                         prune_config(tiny_models, sentiment_files, method, 0.5).data, 0, need_train=False)
+    again = predict(reloaded, inputs.eval, inputs.task, 64, True, torch.device("cpu"))
+    assert np.allclose(again, stored, atol=2e-3)  # both in bf16: equal up to bf16 rounding
+
+
+def test_select_at_zero_is_the_identity_and_exact_counts(tiny_models):
+    model = models.load_encoder_classifier(str(tiny_models["bert"]), 2)
+    params = prunable_params(model)
+    for scope in ("per-tensor", "global"):
+        assert all(m.all() for m in select(magnitude_scores(params), 0.0, scope).values())
+    masks = select(magnitude_scores(params), 0.7, "per-tensor")
+    for name, m in masks.items():
+        assert int((~m).sum()) == round(0.7 * m.numel())
+    with pytest.raises(ConfigError, match="sparsity must be in"):
+        select(magnitude_scores(params), 1.0, "per-tensor")
+
+
+@pytest.mark.parametrize("method", ["heads", "ffn", "layers"])
+def test_structured_at_sparsity_zero_is_the_identity(tiny_models, sentiment_files, method):
+    rec = jobs.execute("prune", prune_config(tiny_models, sentiment_files, method, 0.0, options={"retrain": False})).record
+    teacher = models.load_encoder_classifier(str(RunStore().require(rec.summary["teacher"]).path / "model"), 2)
+    pruned = models.load_encoder_classifier(str(rec.path / "model"), 2)
+    x = batch()
+    assert torch.allclose(logits(teacher, x), logits(pruned, x), atol=1e-6)
+
+
+def test_pruned_weights_stay_zero_through_training(tiny_models, sentiment_files):
+    from analysis.finetune import load_inputs
+
+    cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(sentiment_files[0]),
+                                        "eval_file": str(sentiment_files[1]), "epochs": 3, "batch_size": 8})
+    inputs = load_inputs(cfg.model, cfg.data, 0)
+    params = prunable_params(inputs.model)
+    hook = ScheduledMaskHook(params, magnitude_scores, 0.6, "per-tensor", "one-shot", 1, 0.0, 1.0)
+    fit(inputs.model, inputs.train, inputs.eval, inputs.task, cfg.train, 0, torch.device("cpu"), [hook])
+    for name, p in params.items():
+        assert torch.equal(p.detach() == 0, ~hook.masks[name]), name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_all_ones_gates_are_the_identity(tiny_models, family):
+    model = models.load_encoder_classifier(str(tiny_models[family]), 2)
+    x = batch()
+    plain = logits(model, x)
+    with HeadGates(model):
+        assert torch.equal(logits(model, x), plain)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_gates_match_hand_zeroed_heads_and_compaction(tiny_models, family):
+    model = models.load_encoder_classifier(str(tiny_models[family]), 2)
+    arch, x = Arch(model), batch()
+    off = {0: [1, 3], 1: [0]}
+    with HeadGates(model) as gates:
+        for layer, heads in off.items():
+            for h in heads:
+                gates.gates[layer, h] = 0.0
+        gated = logits(model, x)
+    zeroed = copy.deepcopy(model)  # the classifier head is new: copy it rather than reload
+    with torch.no_grad():
+        for layer, heads in off.items():
+            for h in heads:
+                Arch(zeroed).linear(layer, "attn_out").weight[:, h * arch.head_dim:(h + 1) * arch.head_dim] = 0
+    assert torch.allclose(gated, logits(zeroed, x), atol=1e-6)
+    keep = {layer: [h for h in range(arch.num_heads) if h not in heads] for layer, heads in off.items()}
+    remove_heads_(model, keep)
+    assert Arch(model).linear(0, "query").out_features == 2 * arch.head_dim
+    assert torch.allclose(logits(model, x), gated, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ffn_compaction_matches_masked_neurons(tiny_models, family, tmp_path):
+    model = models.load_encoder_classifier(str(tiny_models[family]), 2)
+    arch, x = Arch(model), batch()
+    keep = {0: torch.arange(0, 64, 2), 1: torch.arange(10, 40)}
+    masked = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer, idx in keep.items():
+            drop = torch.ones(64, dtype=torch.bool)
+            drop[idx] = False
+            Arch(masked).linear(layer, "ffn_out").weight[:, drop] = 0
+    remove_ffn_neurons_(model, keep)
+    assert torch.allclose(logits(model, x), logits(masked, x), atol=1e-5)
+    record_structure(model)
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    reloaded = models.load_encoder_classifier(str(tmp_path), 2)
+    assert torch.allclose(logits(reloaded, x), logits(model, x), atol=1e-6)
+
+
+def test_bad_sparsity_and_unknown_method(tiny_models, sentiment_files):
+    with pytest.raises(ConfigError, match="sparsity.*must be in \\[0, 1\\)"):
+        prune_config(tiny_models, sentiment_files, "sparsebert", 1.0)
+    with pytest.raises(ConfigError, match="unknown pruning method 'prune-it-all'"):
+        jobs.execute("prune", prune_config(tiny_models, sentiment_files, "prune-it-all", 0.5))
+    assert RunStore().list() == []
+
+
+def test_teacher_from_another_task_is_refused(tiny_models, sentiment_files, tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("text,label\n" + "".join(f"w{i} words,{i % 2}\n" for i in range(20)))
+    teacher = jobs.execute("finetune", FinetuneConfig.from_flat({}, {
+        "model": str(tiny_models["bert"]), "dataset": str(other), "eval_file": str(other), "epochs": 1})).record
+    before = len(RunStore().list())
+    with pytest.raises(ConfigError, match="was fine-tuned on .*other.csv"):
+        jobs.execute("prune", prune_config(tiny_models, sentiment_files, "sparsebert", 0.5, teacher=teacher.run_id))
+    assert len(RunStore().list()) == before  # nothing written
+
+
+def test_teacher_with_another_tokenizer_is_refused(tiny_models, sentiment_files, tmp_path):
+    import shutil
+
+    folder = tmp_path / "othertok"
+    shutil.copytree(tiny_models["bert"], folder)
+    vocab = (folder / "vocab.txt").read_text().splitlines()
+    vocab[2000], vocab[2001] = vocab[2001], vocab[2000]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (folder / "tokenizer.json").unlink()
+    teacher = jobs.execute("finetune", FinetuneConfig.from_flat({}, {
+        "model": str(folder), "dataset": str(sentiment_files[0]), "eval_file": str(sentiment_files[1]),
+        "epochs": 1})).record
+    with pytest.raises(ConfigError, match="different tokenizer"):
+        jobs.execute("prune", prune_config(tiny_models, sentiment_files, "sparsebert", 0.5, teacher=teacher.run_id))
+
+
+def test_a_mask_that_does_not_fit_is_refused(tiny_models):
+    model = models.load_encoder_classifier(str(tiny_models["bert"]), 2)
+    params = prunable_params(model)
+    masks = {k: torch.ones_like(v, dtype=torch.bool) for k, v in params.items()}
+    check_masks_fit(params, masks)
+    name = next(iter(masks))
+    with pytest.raises(ConfigError, match="has shape"):
+        check_masks_fit(params, {**masks, name: torch.ones(3, 3, dtype=torch.bool)})
+    with pytest.raises(ConfigError, match="do not fit this model"):
+        check_masks_fit(params, {"bogus.weight": torch.ones(1, dtype=torch.bool)})
