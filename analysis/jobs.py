@@ -6,6 +6,7 @@ config to a stored run, used by the CLI, the dashboard's workers and the study r
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -68,6 +69,20 @@ class RunContext:
         self._last_beat = 0.0
         self.dir = store.run_dir(run_id)
 
+    def start_heartbeat(self, every: float = 15.0) -> None:
+        """Beat from a daemon thread, so a run waiting on a long sub-step (a teacher, a sweep member) stays alive."""
+        self._stop = threading.Event()
+
+        def beat() -> None:
+            while not self._stop.wait(every):
+                self.store.beat(self.run_id)
+
+        threading.Thread(target=beat, name=f"heartbeat-{self.run_id}", daemon=True).start()
+
+    def stop_heartbeat(self) -> None:
+        if getattr(self, "_stop", None) is not None:
+            self._stop.set()
+
     def log(self, record: Mapping[str, Any]) -> None:
         self.store.append_metrics(self.run_id, {"time": time.time(), **record})
 
@@ -108,12 +123,15 @@ def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device
     if not store.claim(rid, kind, config.to_dict(), fields):
         return Outcome(_wait_for(store, rid, wait_seconds), cached=True)
     ctx = RunContext(store, rid, resolved, save_weights, progress)
+    ctx.start_heartbeat()
     try:
         result = experiment.run(prepared, ctx)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.fail(rid, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=20)}", status)
         raise
+    finally:
+        ctx.stop_heartbeat()
     record = {"versions": provenance.versions(), "machine": provenance.machine(), "device": resolved,
               "inputs": experiment.fingerprints(config), **result.record}
     store.finish(rid, result.metrics, result.summary, record)

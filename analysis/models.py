@@ -134,14 +134,15 @@ def quiet_transformers() -> Iterator[None]:
     """Silence transformers' info/warning chatter and progress bars (they would drown our own bar)."""
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
         yield
-    finally:
+    finally:  # restore the previous state (these blocks nest: a teacher is loaded inside a run)
         hf_logging.set_verbosity(level)
-        hf_logging.enable_progress_bar()
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def fingerprint(name: str) -> str:

@@ -146,6 +146,11 @@ class RunStore:
             db.execute("UPDATE runs SET heartbeat=?, updated=?, progress=?, message=? WHERE run_id=?",
                        (now, now, progress, message[:500], run_id))
 
+    def beat(self, run_id: str) -> None:
+        """Only the liveness timestamp (progress and message are left as they are)."""
+        with self._db() as db:
+            db.execute("UPDATE runs SET heartbeat=? WHERE run_id=? AND status='running'", (time.time(), run_id))
+
     def finish(self, run_id: str, metrics: Mapping[str, Any], summary: Mapping[str, Any],
                record: Mapping[str, Any]) -> None:
         """Write the final record (atomically), then flip the index row to done."""

@@ -55,6 +55,10 @@ class TrainState:
 class Hook:
     """Base class: every method is a no-op until a subclass overrides it."""
 
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Extra optimizer parameter groups (e.g. learned mask scores), asked before the optimizer is built."""
+        return []
+
     def on_train_begin(self, state: TrainState) -> None: ...
 
     def loss(self, state: TrainState, batch: dict[str, torch.Tensor], labels: torch.Tensor, outputs: Any,
@@ -157,6 +161,9 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     optimizer = make_optimizer(model, cfg)
+    for hook in hooks:
+        for group in hook.param_groups(model):
+            optimizer.add_param_group(group)
     scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
     state = TrainState(model, optimizer, cfg, total)
     labels_all = torch.from_numpy(train.labels)

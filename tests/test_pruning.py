@@ -20,7 +20,7 @@ from analysis.train import TaskSpec, fit
 
 from .conftest import FAMILIES
 
-UNSTRUCTURED = ("sparsebert", "magnitude", "gradual-magnitude", "random")
+UNSTRUCTURED = ("sparsebert", "magnitude", "gradual-magnitude", "random", "movement")
 
 
 def prune_config(tiny_models, files, method, sparsity, family="bert", **extra):

@@ -71,11 +71,16 @@ class Unstructured(PruningMethod):
                                            o.ramp_start, o.ramp_end)
         hooks: list[Hook] = [self.mask_hook]
         if o.distill:
-            assert ctx.teacher is not None
-            weights = DistillWeights(o.attention_weight, o.hidden_weight, o.prediction_weight, o.task_weight,
-                                     o.temperature)
-            hooks.insert(0, DistillHook(ctx.teacher, ctx.inputs.task, weights))
+            hooks.insert(0, self.distill_hook(ctx))
         return hooks
+
+    @staticmethod
+    def distill_hook(ctx: PruneContext) -> DistillHook:
+        o = ctx.options
+        assert ctx.teacher is not None
+        weights = DistillWeights(o.attention_weight, o.hidden_weight, o.prediction_weight, o.task_weight,
+                                 o.temperature)
+        return DistillHook(ctx.teacher, ctx.inputs.task, weights)
 
     def save_artefacts(self, ctx: PruneContext, model: nn.Module) -> None:
         masks = masks_from_weights(prunable_params(model))
