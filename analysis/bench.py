@@ -112,9 +112,126 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes (the median is reported)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
 
 
 @command("bench", "measure speed and memory (train: our loop vs the HF Trainer)")
 @arguments(_bench_arguments)
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     return BENCHES.get(args.name)(args)
+
+
+# ----------------------------------------------------------------------------------------------
+# bench prune: measured CPU latency of dense, structured (compacted) and unstructured (sparse path) models
+
+
+def _time_passes(model: Any, batches: list[dict], repeats: int, bf16: bool = False) -> float:
+    """Median seconds for one pass over `batches` (after one warm-up pass)."""
+    import statistics
+
+    import torch
+
+    def one_pass() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for batch in batches:
+                model(**batch)
+        return time.perf_counter() - start
+
+    model.eval()
+    one_pass()
+    return statistics.median(one_pass() for _ in range(repeats))
+
+
+def _prune_variants(model_name: str) -> dict[str, Callable[[], Any]]:
+    import copy
+
+    import torch
+
+    from .arch import Arch
+    from .compact import remove_ffn_neurons_
+    from .heads import remove_heads_
+    from .models import load_encoder_classifier
+    from .pruning.masks import apply_masks_, magnitude_scores, select
+    from .pruning.unstructured import prunable_params
+    from .sparse_exec import to_sparse_execution_
+
+    torch.manual_seed(0)
+    dense = load_encoder_classifier(model_name, 2)
+    arch = Arch(dense)
+    half_heads = {i: list(range(arch.num_heads // 2)) for i in range(arch.num_layers)}
+    ffn = arch.linear(0, "ffn_in").out_features
+    half_ffn = {i: torch.arange(ffn // 2) for i in range(arch.num_layers)}
+
+    def heads50():
+        m = copy.deepcopy(dense)
+        remove_heads_(m, half_heads)
+        return m
+
+    def ffn50():
+        m = copy.deepcopy(dense)
+        remove_ffn_neurons_(m, half_ffn)
+        return m
+
+    def structured50():
+        m = heads50()
+        remove_ffn_neurons_(m, half_ffn)
+        return m
+
+    def unstructured90(sparse: bool):
+        m = copy.deepcopy(dense)
+        params = prunable_params(m)
+        apply_masks_(params, select(magnitude_scores(params), 0.9, "per-tensor"))
+        if sparse:
+            to_sparse_execution_(m)
+        return m
+
+    return {"dense": lambda: dense, "heads50": heads50, "ffn50": ffn50, "heads50+ffn50": structured50,
+            "unstructured90_dense_kernel": lambda: unstructured90(False),
+            "unstructured90_sparse_csr": lambda: unstructured90(True)}
+
+
+def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats: int, threads: int) -> dict[str, Any]:
+    import torch
+
+    from .config import DataConfig
+    from .data import load_task
+    from .models import load_tokenizer
+    from .sparsity import count_params, encoder_linear_params
+    from .tokens import accepts_token_types, encode, iterate
+
+    if threads:
+        torch.set_num_threads(threads)
+    data = load_task(DataConfig(dataset=dataset), seed=0, need_train=False)
+    tokenizer = load_tokenizer(model_name)
+    enc = encode(data.eval, tokenizer, 128)
+    variants = _prune_variants(model_name)
+    dense = variants["dense"]()
+    batches = [b for _, b in iterate(enc, batch_size, tokenizer.pad_token_id or 0, accepts_token_types(dense))]
+    dense_params, dense_encoder = count_params(dense), encoder_linear_params(dense)
+    results = {}
+    for name, build in variants.items():
+        model = build()
+        seconds = _time_passes(model, batches, repeats)
+        nonzero = int(sum((p != 0).sum() for p in model.parameters()))
+        if name.endswith("sparse_csr"):
+            nonzero = int(sum(m.weight_csr.values().numel() for m in model.modules() if hasattr(m, "weight_csr")))
+            nonzero += int(sum((p != 0).sum() for p in model.parameters()))
+        results[name] = {"seconds_per_pass": seconds, "latency_ms_per_batch": 1000 * seconds / len(batches),
+                         "examples_per_second": len(enc) / seconds, "params": count_params(model),
+                         "nonzero_params": nonzero}
+    for r in results.values():
+        r["speedup_vs_dense"] = results["dense"]["seconds_per_pass"] / r["seconds_per_pass"]
+    bf16 = _time_passes(dense, batches, repeats, bf16=True)
+    return {"variants": results, "dense_bf16_reference": {"seconds_per_pass": bf16,
+            "speedup_vs_dense_fp32": results["dense"]["seconds_per_pass"] / bf16},
+            "examples": len(enc), "batches": len(batches), "batch_size": batch_size, "precision": "fp32",
+            "threads": torch.get_num_threads(), "dense_params": dense_params, "dense_encoder_params": dense_encoder,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+@BENCHES.register("prune")
+def bench_prune(args: argparse.Namespace) -> dict[str, Any]:
+    out = in_subprocess(_bench_prune_worker, args.model, args.dataset, args.batch_size, args.repeats, args.threads)
+    return {"benchmark": "prune", "model": args.model, "dataset": args.dataset, **out}
