@@ -85,11 +85,13 @@ def distill_terms(s: Capture, t: Capture, s_logits: torch.Tensor, t_logits: torc
     """The three loss terms. `layer_map[i]` is the teacher layer matched to student layer i."""
     mask = attention_mask.float()
     pair = (mask[:, None, :, None] * mask[:, None, None, :])
+    tokens = mask[:, :, None]  # padded positions are zeroed in both, so the loss ignores batch padding
     attention = sum(
         nn.functional.mse_loss(s.scores[i].float() * pair, t.scores[j].float() * pair) for i, j in enumerate(layer_map)
     )
     hidden_map = [0] + [j + 1 for j in layer_map]  # the embedding output, then each matched layer
-    hidden = sum(nn.functional.mse_loss(s.hidden[i].float(), t.hidden[j].float()) for i, j in enumerate(hidden_map))
+    hidden = sum(nn.functional.mse_loss(s.hidden[i].float() * tokens, t.hidden[j].float() * tokens)
+                 for i, j in enumerate(hidden_map))
     if task.is_regression:
         prediction = nn.functional.mse_loss(s_logits.float().squeeze(-1), labels.float())
     else:
@@ -97,12 +99,69 @@ def distill_terms(s: Capture, t: Capture, s_logits: torch.Tensor, t_logits: torc
     return {"attention": attention, "hidden": hidden, "prediction": prediction}
 
 
-class DistillHook(Hook):
-    """Adds the weighted distillation terms; the teacher runs in eval mode without gradients."""
+@dataclass
+class TeacherOutputs:
+    """A batch of teacher outputs, shaped like a Capture (so `distill_terms` takes either)."""
 
-    def __init__(self, teacher: nn.Module, task: TaskSpec, weights: DistillWeights, layer_map: list[int] | None = None):
+    logits: torch.Tensor
+    hidden: list[torch.Tensor]
+    scores: list[torch.Tensor]
+
+
+class TeacherCache:
+    """Per-example teacher outputs (bf16, unpadded), kept for the life of the process.
+
+    Keyed by (teacher run, data, max length), so every run of a sweep in this process, and every epoch
+    after the first, reuses the teacher's forward passes: a sweep pays for the teacher once.
+    """
+
+    _shared: dict[str, "TeacherCache"] = {}
+
+    def __init__(self) -> None:
+        self.items: dict[int, tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] = {}
+
+    @classmethod
+    def for_key(cls, key: str) -> "TeacherCache":
+        return cls._shared.setdefault(key, cls())
+
+    def get(self, indices: Any, lengths: torch.Tensor, device: torch.device) -> TeacherOutputs | None:
+        if indices is None or any(int(i) not in self.items for i in indices):
+            return None
+        rows = [self.items[int(i)] for i in indices]
+        width = int(lengths.max())
+        b, layers = len(rows), len(rows[0][1])
+        hidden = [torch.zeros(b, width, rows[0][1][0].shape[-1]) for _ in range(layers)]
+        scores = [torch.zeros(b, rows[0][2][0].shape[0], width, width) for _ in rows[0][2]]
+        for r, (_, hs, ss) in enumerate(rows):
+            n = hs[0].shape[0]
+            for h, src in zip(hidden, hs):
+                h[r, :n] = src.float()
+            for s, src in zip(scores, ss):
+                s[r, :, :n, :n] = src.float()
+        logits = torch.stack([row[0] for row in rows]).float()
+        return TeacherOutputs(logits.to(device), [h.to(device) for h in hidden], [s.to(device) for s in scores])
+
+    def put(self, indices: Any, lengths: torch.Tensor, out: TeacherOutputs) -> None:
+        if indices is None:
+            return
+        for r, i in enumerate(indices):
+            n = int(lengths[r])
+            self.items[int(i)] = (out.logits[r].detach().to(torch.bfloat16).cpu(),
+                                  [h[r, :n].detach().to(torch.bfloat16).cpu() for h in out.hidden],
+                                  [s[r, :, :n, :n].detach().to(torch.bfloat16).cpu() for s in out.scores])
+
+
+class DistillHook(Hook):
+    """Adds the weighted distillation terms; the teacher runs in eval mode without gradients.
+
+    With a `cache_key`, teacher outputs are computed once per training example and reused.
+    """
+
+    def __init__(self, teacher: nn.Module, task: TaskSpec, weights: DistillWeights, layer_map: list[int] | None = None,
+                 cache_key: str | None = None):
         self.teacher, self.task, self.weights = teacher, task, weights
         self.layer_map = layer_map
+        self.cache = TeacherCache.for_key(cache_key) if cache_key else None
         self.last_terms: dict[str, float] = {}
 
     def on_train_begin(self, state: TrainState) -> None:
@@ -118,15 +177,27 @@ class DistillHook(Hook):
     def loss(self, state: TrainState, batch: dict[str, torch.Tensor], labels: torch.Tensor, outputs: Any,
              loss: torch.Tensor) -> torch.Tensor:
         w = self.weights
-        with torch.no_grad():
-            self.teacher_capture.clear()
-            teacher_logits = self.teacher(**batch).logits
-        terms = distill_terms(self.student_capture, self.teacher_capture, outputs.logits, teacher_logits,
+        teacher = self.teacher_outputs(state, batch)
+        terms = distill_terms(self.student_capture, teacher, outputs.logits, teacher.logits,
                               batch["attention_mask"], labels, self.task, w.temperature, self.layer_map)
         self.student_capture.clear()
         self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
         return w.task * loss + w.attention * terms["attention"] + w.hidden * terms["hidden"] + \
             w.prediction * terms["prediction"]
+
+    def teacher_outputs(self, state: TrainState, batch: dict[str, torch.Tensor]) -> TeacherOutputs:
+        lengths = batch["attention_mask"].sum(1).cpu()
+        device = batch["attention_mask"].device
+        cached = self.cache.get(state.batch_indices, lengths, device) if self.cache else None
+        if cached is not None:
+            return cached
+        with torch.no_grad():
+            self.teacher_capture.clear()
+            logits = self.teacher(**batch).logits
+        out = TeacherOutputs(logits, list(self.teacher_capture.hidden), list(self.teacher_capture.scores))
+        if self.cache is not None:
+            self.cache.put(state.batch_indices, lengths, out)
+        return out
 
     def on_train_end(self, state: TrainState) -> None:
         self.student_capture.remove()

@@ -49,7 +49,7 @@ class TrainState:
     total_steps: int
     step: int = 0
     epoch: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)  # hooks keep per-run state here
+    batch_indices: np.ndarray | None = None  # training-set indices of the current batch
 
 
 class Hook:
@@ -177,6 +177,7 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
                                   shuffle=True, bucket=cfg.length_bucketing):
             batch = to_device(batch, device)
             labels = labels_all[idx].to(device)
+            state.batch_indices = idx
             with autocast(device, cfg.bf16):
                 outputs = model(**batch)
                 loss = task_loss(outputs, labels, task)

@@ -202,3 +202,29 @@ def test_a_mask_that_does_not_fit_is_refused(tiny_models):
         check_masks_fit(params, {**masks, name: torch.ones(3, 3, dtype=torch.bool)})
     with pytest.raises(ConfigError, match="do not fit this model"):
         check_masks_fit(params, {"bogus.weight": torch.ones(1, dtype=torch.bool)})
+
+
+def test_cached_teacher_outputs_give_the_same_loss(tiny_models, sentiment_files):
+    """Epoch 2 reads the teacher from the cache; the distillation terms must match a fresh forward."""
+    from analysis.distill import DistillHook, DistillWeights, TeacherCache
+    from analysis.finetune import load_inputs
+    from analysis.tokens import collate
+    from analysis.train import TrainState
+
+    cfg = prune_config(tiny_models, sentiment_files, "sparsebert", 0.5)
+    inputs = load_inputs(cfg.model, cfg.data, 0)
+    teacher = copy.deepcopy(inputs.model)
+    hook = DistillHook(teacher, inputs.task, DistillWeights(), cache_key="test-key")
+    state = TrainState(inputs.model, None, cfg.train, 1)
+    hook.on_train_begin(state)
+    idx = np.array([3, 0, 7])
+    batch = collate(inputs.train, idx, 0, True)
+    state.batch_indices = idx
+    fresh = hook.teacher_outputs(state, batch)
+    assert set(TeacherCache.for_key("test-key").items) == {0, 3, 7}
+    cached = hook.teacher_outputs(state, batch)
+    assert torch.allclose(cached.logits, fresh.logits, atol=2e-2)
+    mask = batch["attention_mask"].float()
+    for a, b in zip(cached.hidden, fresh.hidden):
+        assert torch.allclose(a * mask[:, :, None], b * mask[:, :, None], rtol=2e-2, atol=2e-2)
+    hook.on_train_end(state)

@@ -44,7 +44,16 @@ class PruneContext:
     config: PruneConfig
     options: Any
     run: RunContext
+    teacher_id: str | None = None
     artefacts: dict[str, Any] = field(default_factory=dict)
+
+    def teacher_cache_key(self) -> str:
+        """Identifies the teacher's outputs on this run's training examples (shared across a sweep)."""
+        import hashlib
+
+        train = self.inputs.data.train
+        digest = hashlib.sha256(train.indices.tobytes()).hexdigest()[:16]
+        return f"{self.teacher_id}:{train.fingerprint}:{digest}:{self.config.data.max_length}"
 
 
 class PruningMethod:

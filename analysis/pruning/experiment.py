@@ -83,7 +83,7 @@ class Prune(Experiment):
             assert teacher is not None
             student = copy.deepcopy(teacher)
         original = {"params": count_params(student), "encoder": encoder_linear_params(student)}
-        pctx = PruneContext(student, teacher, inputs, config, options, ctx)
+        pctx = PruneContext(student, teacher, inputs, config, options, ctx, teacher_id)
         pctx.student = method.before_training(pctx)
         device = torch.device(ctx.device)
         if method.trains(options):

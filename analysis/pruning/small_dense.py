@@ -87,7 +87,8 @@ class SmallDense(PruningMethod):
         weights = DistillWeights(o.attention_weight if same_heads else 0.0, o.hidden_weight, o.prediction_weight,
                                  o.task_weight, o.temperature)
         ctx.artefacts["attention_loss_used"] = same_heads and o.attention_weight > 0
-        return [DistillHook(ctx.teacher, ctx.inputs.task, weights, layer_map=list(self.shape.layers))]
+        return [DistillHook(ctx.teacher, ctx.inputs.task, weights, layer_map=list(self.shape.layers),
+                            cache_key=ctx.teacher_cache_key())]
 
     def save_artefacts(self, ctx: PruneContext, model: nn.Module) -> None:
         save_structure(ctx, model)

@@ -80,7 +80,7 @@ class Unstructured(PruningMethod):
         assert ctx.teacher is not None
         weights = DistillWeights(o.attention_weight, o.hidden_weight, o.prediction_weight, o.task_weight,
                                  o.temperature)
-        return DistillHook(ctx.teacher, ctx.inputs.task, weights)
+        return DistillHook(ctx.teacher, ctx.inputs.task, weights, cache_key=ctx.teacher_cache_key())
 
     def save_artefacts(self, ctx: PruneContext, model: nn.Module) -> None:
         masks = masks_from_weights(prunable_params(model))
