@@ -2,7 +2,7 @@
 
 import sys
 
-from . import bench, commands, studies  # noqa: F401  (modules register their commands)
+from . import plugins  # noqa: F401  (modules register their commands and methods)
 from .cli import main
 
 if __name__ == "__main__":

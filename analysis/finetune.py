@@ -24,7 +24,11 @@ class FinetuneMethod:
 
     Options: type[ConfigBase]
 
-    def hooks(self, model: nn.Module, inputs: "RunInputs", options: Any, seed: int, ctx: RunContext) -> list[Hook]:
+    def check(self, options: Any, inputs: "RunInputs") -> None:
+        """Refuse options that cannot work with these inputs, before anything is written."""
+
+    def hooks(self, model: nn.Module, inputs: "RunInputs", options: Any, config: FinetuneConfig,
+              ctx: RunContext) -> list[Hook]:
         return []
 
 
@@ -58,6 +62,35 @@ class RunInputs:
     train: Encoded | None
     eval: Encoded
     task: TaskSpec
+
+
+class WeightChangeHook(Hook):
+    """Stores ||w - w0|| / ||w0|| per layer and module type at the end of training (every method, vanilla too)."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx = ctx
+
+    def on_train_begin(self, state: Any) -> None:
+        self.start = {n: p.detach().clone() for n, p in state.model.named_parameters()}
+
+    @torch.no_grad()
+    def on_train_end(self, state: Any) -> None:
+        self.ctx.save_json("weight_change", weight_change(state.model, self.start))
+
+
+def weight_change(model: nn.Module, start: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+    """Relative change per (layer, module type); layer None holds embeddings and the head."""
+    from .arch import Arch
+
+    arch = Arch(model) if not isinstance(model, models.LSTMClassifier) else None
+    groups: dict[tuple[Any, str], list[float]] = {}
+    for name, p in model.named_parameters():
+        key = arch.locate(name) if arch else (None, name.split(".")[0])
+        acc = groups.setdefault(key, [0.0, 0.0])
+        acc[0] += float((p.detach() - start[name]).pow(2).sum())
+        acc[1] += float(start[name].pow(2).sum())
+    return [{"layer": layer, "module": kind, "relative_change": (d ** 0.5) / max(w ** 0.5, 1e-12)}
+            for (layer, kind), (d, w) in sorted(groups.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0, kv[0][1]))]
 
 
 def load_inputs(model_cfg: ModelConfig, data_cfg: DataConfig, seed: int, need_train: bool = True) -> RunInputs:
@@ -125,13 +158,16 @@ class Finetune(Experiment):
 
     def prepare(self, config: FinetuneConfig, device: str) -> tuple[FinetuneConfig, ConfigBase, RunInputs]:
         options = method_options(config.method, config.options)
-        return config, options, load_inputs(config.model, config.data, config.seed)
+        inputs = load_inputs(config.model, config.data, config.seed)
+        FINETUNE_METHODS.get(config.method)().check(options, inputs)
+        return config, options, inputs
 
     def run(self, prepared: tuple[FinetuneConfig, ConfigBase, RunInputs], ctx: RunContext) -> RunResult:
         config, options, inputs = prepared
         assert inputs.train is not None
         device = torch.device(ctx.device)
-        hooks = FINETUNE_METHODS.get(config.method)().hooks(inputs.model, inputs, options, config.seed, ctx)
+        hooks = FINETUNE_METHODS.get(config.method)().hooks(inputs.model, inputs, options, config, ctx)
+        hooks.append(WeightChangeHook(ctx))
         result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, config.train, config.seed, device,
                      hooks, progress=ctx.progress, log=ctx.log)
         ctx.save_arrays("predictions", {

@@ -1,0 +1,3 @@
+"""Import every module that registers an experiment, method, probe, study or command."""
+
+from . import bench, child_tuning, commands, finetune, pruning, studies  # noqa: F401
