@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from .cli import add_field_flags, arguments, base_config, command, flags_given
 from .config import FinetuneConfig
+from .errors import ConfigError
 from .data import dataset_names, get_card
 from .finetune import FINETUNE_METHODS, option_flags
 from .pruning import PRUNING_METHODS, PruneConfig
@@ -86,13 +87,13 @@ experiment_command("prune", "prune a model on a task (sparsebert, magnitude, hea
                    PRUNING_METHODS)
 
 
-SWEEPS = {"pruning": "sweep-pruning"}  # study name -> experiment kind
+SWEEPS = {"pruning": "sweep-pruning", "child-tuning": "study-child-tuning"}  # study name -> experiment kind
 
 
 def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", choices=sorted(SWEEPS), help="which sweep")
     flat = {}
-    for kind in SWEEPS.values():
+    for kind in SWEEPS.values():  # a flag shared by several studies means the same thing in each
         flat.update({k: v for k, v in EXPERIMENTS.get(kind).config_cls.flat_fields().items()
                      if k not in ("options", "method_options", "method", "sparsity", "seed")})
     add_field_flags(parser, flat, "sweep")
@@ -103,7 +104,14 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
 @arguments(_sweep_arguments)
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
     kind = SWEEPS[args.study]
-    config = EXPERIMENTS.get(kind).config_cls.from_flat(base_config(args), flags_given(args))
+    config_cls = EXPERIMENTS.get(kind).config_cls
+    known = config_cls.flat_fields()
+    given = flags_given(args)
+    foreign = sorted(k for k in given if k not in known)
+    if foreign:
+        raise ConfigError(f"flag(s) {', '.join('--' + k.replace('_', '-') for k in foreign)} do not apply to the "
+                          f"{args.study} study", fix="see `python -m analysis sweep --help`")
+    config = config_cls.from_flat(base_config(args), given)
     update, close = progress_bar(f"sweep {args.study}")
     try:
         outcome = execute(kind, config, device=args.device, save_weights=not args.no_save_weights, progress=update)
@@ -145,6 +153,31 @@ def show(args: argparse.Namespace) -> dict[str, Any]:
     rec = store.require(args.run_id)
     return {**store.record(args.run_id), "status": rec.status, "progress": rec.row["progress"],
             "artefacts": store.artefacts(args.run_id), "history_records": len(store.read_metrics(args.run_id))}
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_ids", nargs="+", help="runs to export (a study brings its member runs along)")
+    parser.add_argument("--to", required=True, help="folder, e.g. results/pruning-sweep-sst2")
+
+
+@command("export", "export finished runs (records, metrics, small artefacts; no weights) to a results folder")
+@arguments(_export_arguments)
+def export(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from .exchange import export_runs
+
+    return export_runs(RunStore(), args.run_ids, Path(args.to))
+
+
+@command("import", "import exported runs (e.g. results/) into the store; runs already there are kept")
+@arguments(lambda p: p.add_argument("folder", help="a folder holding runs.jsonl files, e.g. results/"))
+def import_(args: argparse.Namespace) -> dict[str, Any]:
+    from pathlib import Path
+
+    from .exchange import import_runs
+
+    return import_runs(RunStore(), Path(args.folder))
 
 
 @command("datasets", "list the registered datasets and their cards")

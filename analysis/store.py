@@ -140,6 +140,19 @@ class RunStore:
                                               "config": config, "started": now})
         return True
 
+    def insert_done(self, run_id: str, kind: str, record: Mapping[str, Any], row: Mapping[str, Any]) -> None:
+        """Index a finished run whose folder was written from elsewhere (an import)."""
+        with self._db() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO runs (run_id, kind, status, method, dataset, model, seed, label, created,"
+                " updated, heartbeat, progress, message, duration, metrics, summary, config)"
+                " VALUES (?,?,'done',?,?,?,?,?,?,?,?,1,'imported',?,?,?,?)",
+                (run_id, kind, row.get("method"), row.get("dataset"), row.get("model"), row.get("seed"),
+                 row.get("label"), row.get("created") or time.time(), time.time(), time.time(), row.get("duration"),
+                 json.dumps(record.get("metrics", {})), json.dumps(record.get("summary", {}), default=_json_default),
+                 json.dumps(record.get("config", {}))),
+            )
+
     def heartbeat(self, run_id: str, progress: float, message: str) -> None:
         now = time.time()
         with self._db() as db:
