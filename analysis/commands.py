@@ -88,38 +88,60 @@ experiment_command("prune", "prune a model on a task (sparsebert, magnitude, hea
 
 
 SWEEPS = {"pruning": "sweep-pruning", "child-tuning": "study-child-tuning"}  # study name -> experiment kind
+SKIPPED_IN_STUDIES = ("options", "method_options", "method", "sparsity", "seed")
 
 
-def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("study", choices=sorted(SWEEPS), help="which sweep")
-    flat = {}
-    for kind in SWEEPS.values():  # a flag shared by several studies means the same thing in each
+def study_flags(kinds: list[str]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for kind in kinds:  # a flag shared by several studies means the same thing in each
         flat.update({k: v for k, v in EXPERIMENTS.get(kind).config_cls.flat_fields().items()
-                     if k not in ("options", "method_options", "method", "sparsity", "seed")})
-    add_field_flags(parser, flat, "sweep")
-    add_runtime_flags(parser)
+                     if k not in SKIPPED_IN_STUDIES})
+    return flat
 
 
-@command("sweep", "run a resumable sweep (pruning: methods x sparsities x seeds)", describe_outcome)
-@arguments(_sweep_arguments)
-def sweep(args: argparse.Namespace) -> dict[str, Any]:
-    kind = SWEEPS[args.study]
+def run_study(kind: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Build a study config from --config + flags, run it (finished runs come from the store), add its table."""
     config_cls = EXPERIMENTS.get(kind).config_cls
-    known = config_cls.flat_fields()
     given = flags_given(args)
-    foreign = sorted(k for k in given if k not in known)
+    foreign = sorted(k for k in given if k not in config_cls.flat_fields())
     if foreign:
         raise ConfigError(f"flag(s) {', '.join('--' + k.replace('_', '-') for k in foreign)} do not apply to the "
-                          f"{args.study} study", fix="see `python -m analysis sweep --help`")
+                          f"{name} study", fix="see --help")
     config = config_cls.from_flat(base_config(args), given)
-    update, close = progress_bar(f"sweep {args.study}")
+    update, close = progress_bar(name)
     try:
         outcome = execute(kind, config, device=args.device, save_weights=not args.no_save_weights, progress=update)
     finally:
         close()
     out = outcome_json(outcome)
-    out["table"] = RunStore().load_artifact_json(outcome.record.run_id, "table")
+    store = RunStore()
+    out["table"] = store.load_artifact_json(outcome.record.run_id, "table")
+    if "summary.json" in store.artefacts(outcome.record.run_id):
+        out["study"] = store.load_artifact_json(outcome.record.run_id, "summary")
     return out
+
+
+def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study", choices=sorted(SWEEPS), help="which sweep")
+    add_field_flags(parser, study_flags(list(SWEEPS.values())), "sweep")
+    add_runtime_flags(parser)
+
+
+@command("sweep", "run a resumable sweep (pruning: methods x sparsities x seeds; child-tuning)", describe_outcome)
+@arguments(_sweep_arguments)
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    return run_study(SWEEPS[args.study], f"sweep {args.study}", args)
+
+
+def _scale_arguments(parser: argparse.ArgumentParser) -> None:
+    add_field_flags(parser, study_flags(["study-scale"]), "data-scale study")
+    add_runtime_flags(parser)
+
+
+@command("scale", "the data-scale study: metric vs training size, transformer vs LSTMs", describe_outcome)
+@arguments(_scale_arguments)
+def scale(args: argparse.Namespace) -> dict[str, Any]:
+    return run_study("study-scale", "scale", args)
 
 
 def _runs_arguments(parser: argparse.ArgumentParser) -> None:

@@ -281,8 +281,15 @@ class TrainConfig(ConfigBase):
     eval_batch_size: int = 128
     length_bucketing: bool = True
     eval_every_epoch: bool = True
+    holdout_fraction: float = 0.0  # > 0: hold out this share of the training data to pick the best epoch
+    patience: int = 0  # > 0: stop after this many epochs without improvement on the held-out part
 
     def validate(self) -> None:
+        check(0 <= self.holdout_fraction < 0.5, "holdout_fraction", f"got {self.holdout_fraction}",
+              "use a value in [0, 0.5), e.g. 0.1")
+        check(self.patience >= 0, "patience", f"got {self.patience}", "use 0 (off) or a number of epochs")
+        check(self.patience == 0 or self.holdout_fraction > 0, "patience", "early stopping needs a held-out part",
+              "set --holdout-fraction, e.g. 0.1")
         check(self.lr > 0, "lr", f"the learning rate must be positive, got {self.lr}", "use e.g. --lr 1e-4")
         check(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}", "use e.g. --epochs 3")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}", "use e.g. 32")

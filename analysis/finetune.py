@@ -62,6 +62,7 @@ class RunInputs:
     train: Encoded | None
     eval: Encoded
     task: TaskSpec
+    holdout: Encoded | None = None
 
 
 class WeightChangeHook(Hook):
@@ -93,15 +94,35 @@ def weight_change(model: nn.Module, start: dict[str, torch.Tensor]) -> list[dict
             for (layer, kind), (d, w) in sorted(groups.items(), key=lambda kv: (kv[0][0] is None, kv[0][0] or 0, kv[0][1]))]
 
 
-def load_inputs(model_cfg: ModelConfig, data_cfg: DataConfig, seed: int, need_train: bool = True) -> RunInputs:
-    """Load data (subsampled under the seed) and the model (head initialised under the seed), tokenised."""
+def load_inputs(model_cfg: ModelConfig, data_cfg: DataConfig, seed: int, need_train: bool = True,
+                holdout_fraction: float = 0.0) -> RunInputs:
+    """Load data (subsampled under the seed) and the model (head initialised under the seed), tokenised.
+
+    With `holdout_fraction`, a seeded, stratified share of the training data is set aside for choosing
+    the epoch (never the evaluation split)."""
     data = load_task(data_cfg, seed, need_train)
+    holdout = None
+    if data.train is not None and holdout_fraction > 0:
+        data.train, held = split_holdout(data.train, holdout_fraction, seed)
+        holdout = held
     set_seed(seed)
     model, tokenizer = models.build_model(model_cfg, data.card.num_labels)
     train = encode(data.train, tokenizer, data_cfg.max_length) if data.train is not None else None
     evaluation = encode(data.eval, tokenizer, data_cfg.max_length)
     task = TaskSpec(data.card.num_labels, data.card.metrics, tokenizer.pad_token_id or 0)
-    return RunInputs(model, tokenizer, data, train, evaluation, task)
+    held_enc = encode(holdout, tokenizer, data_cfg.max_length) if holdout is not None else None
+    return RunInputs(model, tokenizer, data, train, evaluation, task, held_enc)
+
+
+def split_holdout(train: Any, fraction: float, seed: int) -> tuple[Any, Any]:
+    """(rest, held-out) of a training set; at least one example on each side."""
+    from .data import stratified_indices
+
+    n = len(train)
+    size = min(n - 1, max(1, int(round(fraction * n))))
+    held = stratified_indices(train.labels, size, seed + 1, train.card.task == "classification")
+    rest = np.setdiff1d(np.arange(n), held)
+    return train.take(rest), train.take(held)
 
 
 def describe_run(model_cfg: ModelConfig, data_cfg: DataConfig, method: str, seed: int) -> dict[str, Any]:
@@ -138,7 +159,9 @@ def run_summary(inputs: RunInputs, result: Any, max_length: int) -> dict[str, An
         "train_examples": len(inputs.train), "eval_examples": len(inputs.eval),
         "eval_split": inputs.data.eval_split, "metric": inputs.task.metrics[0],
         "train_seconds": result.train_seconds, "examples_per_second": result.examples_per_second,
-        "examples_seen": result.examples_seen, "steps": result.steps,
+        "examples_seen": result.examples_seen, "steps": result.steps, "tokens_seen": result.tokens_seen,
+        "chosen_epoch": result.chosen_epoch, "holdout_examples": len(inputs.holdout) if inputs.holdout else 0,
+        "num_labels": inputs.task.num_labels,
         "train_truncated": truncated_count(inputs.train, max_length),
         "eval_truncated": truncated_count(inputs.eval, max_length),
         "parameters": int(sum(p.numel() for p in inputs.model.parameters())),
@@ -158,7 +181,7 @@ class Finetune(Experiment):
 
     def prepare(self, config: FinetuneConfig, device: str) -> tuple[FinetuneConfig, ConfigBase, RunInputs]:
         options = method_options(config.method, config.options)
-        inputs = load_inputs(config.model, config.data, config.seed)
+        inputs = load_inputs(config.model, config.data, config.seed, holdout_fraction=config.train.holdout_fraction)
         FINETUNE_METHODS.get(config.method)().check(options, inputs)
         return config, options, inputs
 
@@ -169,7 +192,7 @@ class Finetune(Experiment):
         hooks = FINETUNE_METHODS.get(config.method)().hooks(inputs.model, inputs, options, config, ctx)
         hooks.append(WeightChangeHook(ctx))
         result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, config.train, config.seed, device,
-                     hooks, progress=ctx.progress, log=ctx.log)
+                     hooks, progress=ctx.progress, log=ctx.log, holdout=inputs.holdout)
         ctx.save_arrays("predictions", {
             "outputs": result.predictions, "indices": inputs.data.eval.indices,
             "labels": np.asarray(inputs.eval.labels),

@@ -82,6 +82,8 @@ class FitResult:
     train_seconds: float
     examples_seen: int
     steps: int
+    tokens_seen: int = 0
+    chosen_epoch: int = 0  # the epoch whose weights were kept (the last, unless a held-out part chose)
 
     @property
     def examples_per_second(self) -> float:
@@ -151,10 +153,30 @@ def evaluate(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, bf
     return task_metrics.compute(task.metrics, outputs, enc.labels), outputs
 
 
+class BestEpoch:
+    """Keeps the weights of the epoch with the best held-out metric; says when patience has run out."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.best_epoch, self.bad_epochs = patience, -math.inf, 0, 0
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def update(self, value: float, epoch: int, model: nn.Module) -> None:
+        if value > self.best:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad_epochs += 1
+
+    @property
+    def stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+
 def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, cfg: TrainConfig, seed: int,
         device: torch.device, hooks: Sequence[Hook] = (), progress: ProgressFn | None = None,
-        log: LogFn | None = None, log_every: int = 10) -> FitResult:
-    """Train `model` on `train` and evaluate on `evaluation` after each epoch (and at the end)."""
+        log: LogFn | None = None, log_every: int = 10, holdout: Encoded | None = None) -> FitResult:
+    """Train `model` on `train`, evaluating on `evaluation` each epoch. With `holdout`, the epoch with the
+    best held-out metric is kept (and training stops early after `cfg.patience` epochs without gain)."""
     assert train.labels is not None
     model.to(device).train()
     with_types = accepts_token_types(model)
@@ -167,14 +189,16 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
     scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
     state = TrainState(model, optimizer, cfg, total)
     labels_all = torch.from_numpy(train.labels)
+    best = BestEpoch(cfg.patience) if holdout is not None else None
     for hook in hooks:
         hook.on_train_begin(state)
     epoch_metrics: list[dict[str, float]] = []
-    seen, train_seconds, metrics, outputs = 0, 0.0, {}, np.zeros(0)
+    seen, tokens, train_seconds, metrics, outputs = 0, 0, 0.0, {}, np.zeros(0)
     while state.step < total:
         start = time.perf_counter()
         for idx, batch in iterate(train, cfg.batch_size, task.pad_id, with_types, seed=seed * 1000 + state.epoch,
                                   shuffle=True, bucket=cfg.length_bucketing):
+            tokens += int(batch["attention_mask"].sum())
             batch = to_device(batch, device)
             labels = labels_all[idx].to(device)
             state.batch_indices = idx
@@ -204,14 +228,26 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
                 break
         train_seconds += time.perf_counter() - start
         state.epoch += 1
-        last = state.step >= total
+        record: dict[str, float] = {"epoch": state.epoch, "step": state.step}
+        if best is not None:
+            held, _ = evaluate(model, holdout, task, cfg.eval_batch_size, cfg.bf16, device)
+            best.update(held[task.metrics[0]], state.epoch, model)
+            record.update({f"holdout_{k}": v for k, v in held.items()})
+        last = state.step >= total or (best is not None and best.stop)
         if cfg.eval_every_epoch or last:
             metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.bf16, device)
-            epoch_metrics.append({"epoch": state.epoch, "step": state.step, **metrics})
-            if log:
-                log({"step": state.step, "epoch": state.epoch, **{f"eval_{k}": v for k, v in metrics.items()}})
+            record.update(metrics)
             for hook in hooks:
                 hook.on_epoch_end(state, metrics)
+        epoch_metrics.append(record)
+        if log:
+            log({("" if k in ("epoch", "step") else "eval_") + k: v for k, v in record.items()})
+        if last:
+            break
+    if best is not None and best.state is not None and best.best_epoch != state.epoch:
+        model.load_state_dict(best.state)
+        metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.bf16, device)
     for hook in hooks:
         hook.on_train_end(state)
-    return FitResult(metrics, epoch_metrics, outputs, train_seconds, seen, state.step)
+    return FitResult(metrics, epoch_metrics, outputs, train_seconds, seen, state.step, tokens,
+                     best.best_epoch if best is not None else state.epoch)
