@@ -103,6 +103,20 @@ def bench_train(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@BENCHES.register("lstm")
+def bench_lstm(args: argparse.Namespace) -> dict[str, Any]:
+    """The data-scale study's LSTM arm at its default size (LSTM-1-256, bidirectional), as the study trains it."""
+    from .studies.data_scale import ScaleConfig, lstm_arm
+
+    study = ScaleConfig()
+    model_cfg = lstm_arm(study).to_dict()
+    data_cfg = DataConfig(dataset=args.dataset, train_size=args.train_size).to_dict()
+    train_cfg = study.run_config("lstm", args.train_size, args.train_size + 1, args.seed).train.replace(
+        epochs=args.epochs, holdout_fraction=0.0, patience=0).to_dict()
+    result = in_subprocess(_our_loop, model_cfg, data_cfg, train_cfg, args.seed)
+    return {"benchmark": "lstm", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg}, **result}
+
+
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="which benchmark: " + ", ".join(BENCHES.names()))
     parser.add_argument("--model", default="default")

@@ -283,6 +283,7 @@ class TrainConfig(ConfigBase):
     eval_every_epoch: bool = True
     holdout_fraction: float = 0.0  # > 0: hold out this share of the training data to pick the best epoch
     patience: int = 0  # > 0: stop after this many epochs without improvement on the held-out part
+    fused_optimizer: bool = False  # torch's fused AdamW kernel (2x faster steps for the LSTM's big embedding)
 
     def validate(self) -> None:
         check(0 <= self.holdout_fraction < 0.5, "holdout_fraction", f"got {self.holdout_fraction}",

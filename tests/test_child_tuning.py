@@ -129,3 +129,14 @@ def test_weight_change_is_stored_for_every_method(tiny_models, sentiment_files):
     layers = {row["layer"] for row in change}
     assert {0, 1} <= layers and all(row["relative_change"] >= 0 for row in change)
     assert any(row["relative_change"] > 0 for row in change if row["layer"] == 0)
+
+
+def test_study_summary_pairs_by_seed():
+    from analysis.studies.child_tuning_study import summarise
+
+    rows = [{"task": "rte", "method": "vanilla", "p": None, "seed": s, "value": v} for s, v in enumerate([0.6, 0.62, 0.58])]
+    rows += [{"task": "rte", "method": "child-d", "p": 0.3, "seed": s, "value": v} for s, v in enumerate([0.63, 0.64, 0.6])]
+    cells = {c["method"]: c for c in summarise(rows)}
+    assert np.isclose(cells["vanilla"]["mean"], 0.6) and np.isclose(cells["child-d"]["mean"], 0.6233333)
+    assert np.isclose(cells["child-d"]["diff_mean"], 0.0233333) and cells["child-d"]["diff_n"] == 3
+    assert "diff_mean" not in cells["vanilla"]

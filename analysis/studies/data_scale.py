@@ -50,7 +50,7 @@ class ScaleConfig(ConfigBase):
     arms: tuple[str, ...] = ("transformer", "lstm", "lstm-pretrained")
     transformer_lr: float = 1e-4
     lstm_lr: float = 2e-3
-    lstm_batch_size: int = 64
+    lstm_batch_size: int = 128
     transformer_budget: int = 20000  # examples seen at most (epochs = budget / size, clipped)
     lstm_budget: int = 200000
     min_epochs: float = 2.0
@@ -97,7 +97,8 @@ class ScaleConfig(ConfigBase):
         epochs = float(min(cap, max(self.min_epochs, math.ceil(budget / size))))
         train = self.finetune.train.replace(epochs=epochs, holdout_fraction=self.holdout, patience=self.early_stop_patience,
                                             lr=self.lstm_lr if is_lstm else self.transformer_lr,
-                                            batch_size=self.lstm_batch_size if is_lstm else self.finetune.train.batch_size)
+                                            batch_size=self.lstm_batch_size if is_lstm else self.finetune.train.batch_size,
+                                            fused_optimizer=is_lstm or self.finetune.train.fused_optimizer)
         data = self.finetune.data.replace(train_size=None if size >= total else size)
         return self.finetune.replace(model=ARMS.get(arm)(self), data=data, train=train, seed=seed,
                                      method="vanilla", options={})
