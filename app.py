@@ -6,6 +6,8 @@ st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
 
 pages = [
     st.Page("dashboard/runs.py", title="Runs", icon=":material/list:", default=True),
+    st.Page("dashboard/sparsity.py", title="Sparsity", icon=":material/grid_on:"),
+    st.Page("dashboard/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
 ]
 st.sidebar.caption("PruneScope: compress and fine-tune transformers, and see what knowledge they lose.")
 st.navigation(pages).run()

@@ -21,3 +21,26 @@ def runs_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "progress": r["progress"], "created": pd.to_datetime(r["created"], unit="s"),
         })
     return pd.DataFrame.from_records(records)
+
+
+def prune_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Finished prune runs as table rows (requested and measured sparsity, non-zero counts, the metric)."""
+    out = []
+    for r in rows:
+        if r["kind"] != "prune" or r["status"] != "done":
+            continue
+        s = r["summary"]
+        metric = s.get("metric")
+        out.append({"run_id": r["run_id"], "method": r["method"], "dataset": r["dataset"], "seed": r["seed"],
+                    "sparsity": s.get("requested_sparsity"), "encoder_sparsity": s.get("encoder_sparsity"),
+                    "model_sparsity": s.get("model_sparsity"), "encoder_nonzero_params": s.get("encoder_nonzero_params"),
+                    "removed_params": s.get("removed_params"), "metric": metric, "value": r["metrics"].get(metric),
+                    "teacher": s.get("teacher")})
+    return out
+
+
+def teacher_metric(rows: list[dict[str, Any]], teacher_ids: set[str]) -> float | None:
+    """The mean metric of the dense fine-tuned teachers behind a set of prune runs."""
+    values = [r["metrics"].get(r["summary"].get("metric")) for r in rows if r["run_id"] in teacher_ids]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None

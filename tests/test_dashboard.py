@@ -35,3 +35,31 @@ def test_runs_page_lists_real_runs_and_failures(tiny_models, sentiment_files):
     assert set(df["run_id"]) == {done.run_id, "broken01"}
     assert df.set_index("run_id").loc[done.run_id, "value"] == done.metrics["accuracy"]
     assert any("out of memory" in block.value for block in at.code)
+
+
+def test_sparsity_and_accuracy_pages_on_a_real_sweep(tiny_models, sentiment_files):
+    from analysis.studies.pruning_sweep import PruningSweepConfig
+    from analysis.pruning import PruneConfig
+
+    train, evaluation = sentiment_files
+    base = PruneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
+                                      "eval_file": str(evaluation), "epochs": 1, "batch_size": 16})
+    sweep = PruningSweepConfig(prune=base, methods=("sparsebert", "random"), sparsities=(0.5, 0.9), seeds=(0,))
+    jobs.execute("sweep-pruning", sweep, save_weights=False)
+
+    at = page("accuracy").run()
+    assert not at.exception
+    traces = at.get("plotly_chart")
+    assert len(traces) == 2
+    import json
+
+    first = json.loads(traces[0].proto.spec)
+    names = {t.get("name") for t in first["data"] if t.get("mode") == "lines+markers"}
+    assert names == {"sparsebert", "random"}
+    assert len(at.dataframe[0].value) == 4
+
+    at = page("sparsity").run()
+    assert not at.exception
+    heatmap = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["type"] for t in heatmap["data"]] == ["heatmap", "heatmap"]
+    assert all(t["zmin"] == 0 and t["zmax"] == 1 for t in heatmap["data"])
