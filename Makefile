@@ -18,6 +18,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 setup: $(STAMP)
 
 app: $(STAMP)   ## install, then start the dashboard on the embedded default model
+	-$(PY) -m analysis import results --if-empty
 	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
 	    --browser.gatherUsageStats false
 

@@ -117,6 +117,33 @@ def bench_lstm(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "lstm", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg}, **result}
 
 
+def _child_tuning_worker(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int) -> dict[str, Any]:
+    import torch
+
+    from .child_tuning import ChildDOptions, fisher_scores
+    from .finetune import load_inputs
+    from .train import fit
+
+    inputs = load_inputs(ModelConfig.from_dict(model_cfg), DataConfig.from_dict(data_cfg), seed)
+    cfg = TrainConfig.from_dict(train_cfg)
+    _, cost = fisher_scores(inputs.model, inputs, ChildDOptions(), seed, torch.device("cpu"), cfg.bf16)
+    result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, cfg.replace(epochs=1.0), seed,
+                 torch.device("cpu"))
+    return {"fisher_seconds": cost["fisher_seconds"], "fisher_examples": cost["fisher_examples"],
+            "epoch_seconds": result.train_seconds, "ratio": cost["fisher_seconds"] / result.train_seconds,
+            "peak_rss_mb": peak_rss_mb()}
+
+
+@BENCHES.register("child-tuning")
+def bench_child_tuning(args: argparse.Namespace) -> dict[str, Any]:
+    """Fisher estimation (Child-Tuning D) over the training examples vs one training epoch over the same."""
+    model_cfg = ModelConfig(model=args.model).to_dict()
+    data_cfg = DataConfig(dataset=args.dataset, train_size=args.train_size).to_dict()
+    train_cfg = TrainConfig(batch_size=16, lr=4e-5).to_dict()  # the official run defaults: batch 16, lr 4e-5
+    out = in_subprocess(_child_tuning_worker, model_cfg, data_cfg, train_cfg, args.seed)
+    return {"benchmark": "child-tuning", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg}, **out}
+
+
 def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="which benchmark: " + ", ".join(BENCHES.names()))
     parser.add_argument("--model", default="default")

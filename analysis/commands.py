@@ -192,14 +192,22 @@ def export(args: argparse.Namespace) -> dict[str, Any]:
     return export_runs(RunStore(), args.run_ids, Path(args.to))
 
 
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("folder", help="a folder holding runs.jsonl files, e.g. results/")
+    parser.add_argument("--if-empty", action="store_true", help="only when the store has no runs yet (first start)")
+
+
 @command("import", "import exported runs (e.g. results/) into the store; runs already there are kept")
-@arguments(lambda p: p.add_argument("folder", help="a folder holding runs.jsonl files, e.g. results/"))
+@arguments(_import_arguments)
 def import_(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
     from .exchange import import_runs
 
-    return import_runs(RunStore(), Path(args.folder))
+    store = RunStore()
+    if args.if_empty and store.list(limit=1):
+        return {"added": 0, "skipped": "the store already has runs"}
+    return import_runs(store, Path(args.folder))
 
 
 @command("datasets", "list the registered datasets and their cards")
