@@ -25,7 +25,7 @@ def method_colour(method: str) -> str:
 
 
 def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="simple_white", font=FONT,
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="simple_white", font=FONT, showlegend=True,
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), margin=dict(t=70, l=60, r=20, b=50))
     return fig
 
@@ -86,7 +86,8 @@ def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = Non
     df = pd.DataFrame(rows)
     fig = _band_lines(go.Figure(), df, "encoder_sparsity")
     if dense is not None:
-        fig.add_hline(y=dense, line_dash="dash", line_color="grey", annotation_text="dense fine-tuned")
+        fig.add_hline(y=dense, line_dash="dash", line_color="#444444", line_width=1.5,
+                      annotation_text=f"dense fine-tuned ({dense:.3f})", annotation_position="bottom left")
     metric = df["metric"].iloc[0] if len(df) else "metric"
     return _layout(fig, f"Dev {metric} vs encoder sparsity", "encoder sparsity (measured)", metric)
 

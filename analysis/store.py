@@ -40,6 +40,19 @@ LIST_COLUMNS = ("run_id", "kind", "status", "method", "dataset", "model", "seed"
                 "updated", "heartbeat", "progress", "message", "duration", "metrics", "summary", "error")
 
 
+def _process_alive(pid: int | None) -> bool:
+    """True if a process with this id runs on this machine (a live worker that is merely slow to beat)."""
+    if not pid or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to a temp file in the same folder, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,10 +205,12 @@ class RunStore:
         """Runs marked running whose heartbeat stopped are marked interrupted. Returns how many."""
         cutoff = time.time() - STALE_SECONDS
         with self._db() as db:
-            rows = db.execute("SELECT run_id FROM runs WHERE status='running' AND heartbeat < ?", (cutoff,)).fetchall()
-        for row in rows:
-            self.fail(row["run_id"], "the worker stopped sending heartbeats (killed or crashed)", "interrupted")
-        return len(rows)
+            rows = db.execute("SELECT run_id, pid FROM runs WHERE status='running' AND heartbeat < ?",
+                              (cutoff,)).fetchall()
+        stale = [row["run_id"] for row in rows if not _process_alive(row["pid"])]
+        for run_id in stale:
+            self.fail(run_id, "the worker stopped sending heartbeats (killed or crashed)", "interrupted")
+        return len(stale)
 
     # -- reading ----------------------------------------------------------------------------
 
