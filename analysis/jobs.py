@@ -109,18 +109,22 @@ class Outcome:
 
 def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device: str = "auto",
             save_weights: bool = True, progress: ProgressCallback | None = None,
-            wait_seconds: float = 0.0) -> Outcome:
-    """Run `config` unless the store already has it; user errors surface before anything is written."""
+            wait_seconds: float = 0.0, need_weights: bool = False) -> Outcome:
+    """Run `config` unless the store already has it; user errors surface before anything is written.
+
+    `need_weights`: a stored run without its weights (imported from results/, or run with
+    --no-save-weights) is run again, deterministically, to get them back."""
     store = store or RunStore()
     experiment = EXPERIMENTS.get(kind)()
     rid = run_id(kind, config)
     existing = store.get(rid)
-    if existing is not None and existing.status == "done":
+    redo = existing is not None and existing.status == "done" and need_weights and not (existing.path / "model").is_dir()
+    if existing is not None and existing.status == "done" and not redo:
         return Outcome(existing, cached=True)
     resolved = device_name(device)
     prepared = experiment.prepare(config, resolved)
     fields = experiment.describe(config)
-    if not store.claim(rid, kind, config.to_dict(), fields):
+    if not store.claim(rid, kind, config.to_dict(), fields, redo=redo):
         return Outcome(_wait_for(store, rid, wait_seconds), cached=True)
     ctx = RunContext(store, rid, resolved, save_weights, progress)
     ctx.start_heartbeat()

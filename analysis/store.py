@@ -128,13 +128,14 @@ class RunStore:
             raise StoreError(f"invalid run id {run_id!r}", fix="run ids are letters, digits, '-' and '_'")
         return self.root / run_id
 
-    def claim(self, run_id: str, kind: str, config: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
-        """Atomically mark a run as running by this process. False if it is done or alive elsewhere."""
+    def claim(self, run_id: str, kind: str, config: Mapping[str, Any], fields: Mapping[str, Any],
+              redo: bool = False) -> bool:
+        """Atomically mark a run as running by this process. False if it is done (unless `redo`) or alive elsewhere."""
         now = time.time()
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT status, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
-            if row is not None and (row["status"] == "done" or (
+            if row is not None and ((row["status"] == "done" and not redo) or (
                     row["status"] in ("running", "queued") and now - (row["heartbeat"] or 0) < STALE_SECONDS)):
                 db.execute("COMMIT")
                 return False

@@ -26,3 +26,20 @@ def test_export_import_round_trip(tiny_models, sentiment_files, tmp_path):
                           source.load_arrays(rec.run_id, "predictions")["outputs"])
     assert target.read_metrics(rec.run_id) == source.read_metrics(rec.run_id)
     assert import_runs(target, tmp_path / "results")["skipped"] == 1  # idempotent
+
+
+def test_an_imported_teacher_without_weights_is_trained_again(tiny_models, sentiment_files, tmp_path, monkeypatch):
+    from analysis.pruning import PruneConfig
+
+    train, evaluation = sentiment_files
+    flags = {"model": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation), "epochs": 1}
+    teacher = jobs.execute("finetune", FinetuneConfig.from_flat({}, flags)).record
+    export_runs(RunStore(), [teacher.run_id], tmp_path / "results")
+    fresh = tmp_path / "fresh"
+    monkeypatch.setenv("PRUNESCOPE_STORE", str(fresh))
+    import_runs(RunStore(), tmp_path / "results")
+    assert not (RunStore().require(teacher.run_id).path / "model").exists()
+    pruned = jobs.execute("prune", PruneConfig.from_flat({}, {**flags, "method": "sparsebert", "sparsity": 0.5})).record
+    assert pruned.summary["teacher"] == teacher.run_id
+    again = RunStore().require(teacher.run_id)
+    assert (again.path / "model").is_dir() and again.metrics == teacher.metrics  # deterministic re-run

@@ -27,7 +27,7 @@ def teacher_config(config: PruneConfig) -> FinetuneConfig:
 def load_teacher(config: PruneConfig, inputs: Any, store: RunStore, device: str) -> tuple[torch.nn.Module, str]:
     """The teacher's weights: a given run id (checked against this task and tokenizer) or the auto teacher."""
     if config.teacher == "auto":
-        record = execute("finetune", teacher_config(config), store, device=device).record
+        record = execute("finetune", teacher_config(config), store, device=device, need_weights=True).record
     else:
         record = store.require(config.teacher)
         check_teacher(record, config, inputs)
