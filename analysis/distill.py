@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .arch import Arch
+from .config import ConfigBase, check
 from .train import Hook, TaskSpec, TrainState
 
 
@@ -63,6 +64,30 @@ class Capture:
             self.scores.append(q @ k.transpose(-1, -2) * self.head_dim ** -0.5)
 
         return hook
+
+
+@dataclass(frozen=True)
+class DistillOptions(ConfigBase):
+    """Options shared by every method that learns from the dense teacher."""
+
+    start: str = "pretrained"  # the student starts from the pre-trained model, or from the fine-tuned teacher
+    distill: bool = False
+    attention_weight: float = 1.0
+    hidden_weight: float = 1.0
+    prediction_weight: float = 1.0
+    task_weight: float = 0.0
+    temperature: float = 1.0
+
+    def validate(self) -> None:
+        check(self.start in ("pretrained", "finetuned"), "start", f"got {self.start!r}", "use pretrained or finetuned")
+        check(self.temperature > 0, "temperature", f"got {self.temperature}", "use a positive temperature")
+        weights = (self.attention_weight, self.hidden_weight, self.prediction_weight, self.task_weight)
+        check(all(w >= 0 for w in weights), "attention_weight", "loss weights must be >= 0", "use weights >= 0")
+
+    def weights(self, attention: bool = True) -> "DistillWeights":
+        """The loss weights (attention switched off where the student's heads cannot match the teacher's)."""
+        return DistillWeights(self.attention_weight if attention else 0.0, self.hidden_weight,
+                              self.prediction_weight, self.task_weight, self.temperature)
 
 
 @dataclass(frozen=True)

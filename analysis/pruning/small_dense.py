@@ -11,8 +11,7 @@ from torch import nn
 
 from ..arch import Arch
 from ..compact import drop_layers_, remove_ffn_neurons_
-from ..config import ConfigBase, check
-from ..distill import DistillHook, DistillWeights
+from ..distill import DistillHook, DistillOptions
 from ..heads import remove_heads_
 from ..sparsity import encoder_linear_params
 from ..train import Hook
@@ -22,18 +21,8 @@ from .structured import save_structure
 
 
 @dataclass(frozen=True)
-class SmallDenseOptions(ConfigBase):
-    start: str = "pretrained"
-    distill: bool = True
-    attention_weight: float = 1.0
-    hidden_weight: float = 1.0
-    prediction_weight: float = 1.0
-    task_weight: float = 0.0
-    temperature: float = 1.0
-
-    def validate(self) -> None:
-        check(self.start in ("pretrained", "finetuned"), "start", f"got {self.start!r}", "use pretrained or finetuned")
-        check(self.temperature > 0, "temperature", f"got {self.temperature}", "use a positive temperature")
+class SmallDenseOptions(DistillOptions):
+    distill: bool = True  # distilled with the same losses as SparseBERT
 
 
 @dataclass(frozen=True)
@@ -84,8 +73,7 @@ class SmallDense(PruningMethod):
         assert ctx.teacher is not None
         same_heads = self.shape.heads == Arch(ctx.teacher).num_heads
         # attention scores can only be matched head for head when the student kept every head
-        weights = DistillWeights(o.attention_weight if same_heads else 0.0, o.hidden_weight, o.prediction_weight,
-                                 o.task_weight, o.temperature)
+        weights = o.weights(attention=same_heads)
         ctx.artefacts["attention_loss_used"] = same_heads and o.attention_weight > 0
         return [DistillHook(ctx.teacher, ctx.inputs.task, weights, layer_map=list(self.shape.layers),
                             cache_key=ctx.teacher_cache_key())]

@@ -13,38 +13,28 @@ import numpy as np
 from torch import nn
 
 from ..arch import Arch
-from ..config import ConfigBase, check
-from ..distill import DistillHook, DistillWeights
+from ..config import check
+from ..distill import DistillHook, DistillOptions
 from ..train import Hook
 from .base import PruneContext, PruningMethod
 from .masks import ScheduledMaskHook, magnitude_scores, masks_from_weights, random_scores
 
 
 @dataclass(frozen=True)
-class UnstructuredOptions(ConfigBase):
-    start: str = "pretrained"  # pretrained | finetuned
+class UnstructuredOptions(DistillOptions):
     schedule: str = "cubic"  # cubic | one-shot
     scope: str = "per-tensor"  # per-tensor | global
     update_every: int = 10  # steps between mask updates (the paper's 12-epoch MRPC run used 800)
     ramp_start: float = 0.0  # fraction of training where the cubic ramp starts
     ramp_end: float = 1.0  # ... and ends (the paper ramps over the whole training)
-    distill: bool = False
-    attention_weight: float = 1.0
-    hidden_weight: float = 1.0
-    prediction_weight: float = 1.0
-    task_weight: float = 0.0
-    temperature: float = 1.0
 
     def validate(self) -> None:
-        check(self.start in ("pretrained", "finetuned"), "start", f"got {self.start!r}", "use pretrained or finetuned")
+        super().validate()
         check(self.schedule in ("cubic", "one-shot"), "schedule", f"got {self.schedule!r}", "use cubic or one-shot")
         check(self.scope in ("per-tensor", "global"), "scope", f"got {self.scope!r}", "use per-tensor or global")
         check(self.update_every >= 1, "update_every", f"got {self.update_every}", "use 1 or more steps")
         check(0 <= self.ramp_start < self.ramp_end <= 1, "ramp_start", "need 0 <= ramp_start < ramp_end <= 1",
               "e.g. --ramp-start 0 --ramp-end 0.7")
-        check(self.temperature > 0, "temperature", f"got {self.temperature}", "use a positive temperature")
-        weights = (self.attention_weight, self.hidden_weight, self.prediction_weight, self.task_weight)
-        check(all(w >= 0 for w in weights), "attention_weight", "loss weights must be >= 0", "use weights >= 0")
 
 
 def prunable_params(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -76,11 +66,8 @@ class Unstructured(PruningMethod):
 
     @staticmethod
     def distill_hook(ctx: PruneContext) -> DistillHook:
-        o = ctx.options
         assert ctx.teacher is not None
-        weights = DistillWeights(o.attention_weight, o.hidden_weight, o.prediction_weight, o.task_weight,
-                                 o.temperature)
-        return DistillHook(ctx.teacher, ctx.inputs.task, weights, cache_key=ctx.teacher_cache_key())
+        return DistillHook(ctx.teacher, ctx.inputs.task, ctx.options.weights(), cache_key=ctx.teacher_cache_key())
 
     def save_artefacts(self, ctx: PruneContext, model: nn.Module) -> None:
         masks = masks_from_weights(prunable_params(model))
