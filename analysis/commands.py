@@ -144,6 +144,29 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
     return run_study("study-scale", "scale", args)
 
 
+def _probe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="a run id, or 'default' for the original pre-trained model")
+    parser.add_argument("--probes", help="comma-separated (default: all): fidelity,cka,transfer,layer-probe,mlm")
+    add_runtime_flags(parser)
+
+
+@command("probe", "knowledge-loss probes of a stored model (or 'default'), stored as a run", describe_outcome)
+@arguments(_probe_arguments)
+def probe(args: argparse.Namespace) -> dict[str, Any]:
+    from .probes.run import ProbeConfig
+
+    raw = {"target": args.target, **({"probes": args.probes} if args.probes else {})}
+    config = ProbeConfig.from_dict(raw)
+    update, close = progress_bar(f"probe {args.target}")
+    try:
+        outcome = execute("probe", config, device=args.device, progress=update)
+    finally:
+        close()
+    out = outcome_json(outcome)
+    out["probes"] = RunStore().load_artifact_json(outcome.record.run_id, "probes")
+    return out
+
+
 def _runs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", help="only runs of this kind (finetune, prune, ...)")
     parser.add_argument("--status", help="only runs with this status")

@@ -12,6 +12,7 @@ from torch import nn
 
 from .arch import Arch
 from .config import ConfigBase, check
+from .errors import ConfigError
 from .train import Hook, TaskSpec, TrainState
 
 
@@ -141,21 +142,26 @@ class TeacherCache:
     """
 
     _shared: dict[str, "TeacherCache"] = {}
+    MAX_BYTES = 4 * 1024**3  # beyond this, further examples are recomputed rather than cached
 
     def __init__(self) -> None:
         self.items: dict[int, tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] = {}
+        self.bytes = 0
 
     @classmethod
     def for_key(cls, key: str) -> "TeacherCache":
-        return cls._shared.setdefault(key, cls())
+        if key not in cls._shared:
+            cls._shared.clear()  # one teacher's outputs at a time: a sweep shares one teacher
+            cls._shared[key] = cls()
+        return cls._shared[key]
 
     def get(self, indices: Any, lengths: torch.Tensor, device: torch.device) -> TeacherOutputs | None:
         if indices is None or any(int(i) not in self.items for i in indices):
             return None
         rows = [self.items[int(i)] for i in indices]
         width = int(lengths.max())
-        b, layers = len(rows), len(rows[0][1])
-        hidden = [torch.zeros(b, width, rows[0][1][0].shape[-1]) for _ in range(layers)]
+        b = len(rows)
+        hidden = [torch.zeros(b, width, h.shape[-1]) for h in rows[0][1]]  # widths differ (ELECTRA embeddings)
         scores = [torch.zeros(b, rows[0][2][0].shape[0], width, width) for _ in rows[0][2]]
         for r, (_, hs, ss) in enumerate(rows):
             n = hs[0].shape[0]
@@ -171,9 +177,16 @@ class TeacherCache:
             return
         for r, i in enumerate(indices):
             n = int(lengths[r])
+            if self.bytes > self.MAX_BYTES:
+                return
+            self.bytes += 2 * (sum(h[r, :n].numel() for h in out.hidden) + sum(s[r, :, :n, :n].numel() for s in out.scores))
             self.items[int(i)] = (out.logits[r].detach().to(torch.bfloat16).cpu(),
                                   [h[r, :n].detach().to(torch.bfloat16).cpu() for h in out.hidden],
                                   [s[r, :, :n, :n].detach().to(torch.bfloat16).cpu() for s in out.scores])
+
+
+def _bf16_round(t: torch.Tensor) -> torch.Tensor:
+    return t.to(torch.bfloat16).float()
 
 
 class DistillHook(Hook):
@@ -200,14 +213,15 @@ class DistillHook(Hook):
             self.layer_map = uniform_layer_map(Arch(state.model).num_layers, Arch(self.teacher).num_layers)
 
     def loss(self, state: TrainState, batch: dict[str, torch.Tensor], labels: torch.Tensor, outputs: Any,
-             loss: torch.Tensor) -> torch.Tensor:
+             task: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
         w = self.weights
         teacher = self.teacher_outputs(state, batch)
         terms = distill_terms(self.student_capture, teacher, outputs.logits, teacher.logits,
                               batch["attention_mask"], labels, self.task, w.temperature, self.layer_map)
         self.student_capture.clear()
         self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
-        return w.task * loss + w.attention * terms["attention"] + w.hidden * terms["hidden"] + \
+        # the task loss is re-weighted (0 in SparseBERT); terms other hooks added to the total are kept
+        return total - (1.0 - w.task) * task + w.attention * terms["attention"] + w.hidden * terms["hidden"] + \
             w.prediction * terms["prediction"]
 
     def teacher_outputs(self, state: TrainState, batch: dict[str, torch.Tensor]) -> TeacherOutputs:
@@ -220,9 +234,12 @@ class DistillHook(Hook):
             self.teacher_capture.clear()
             logits = self.teacher(**batch).logits
         out = TeacherOutputs(logits, list(self.teacher_capture.hidden), list(self.teacher_capture.scores))
-        if self.cache is not None:
-            self.cache.put(state.batch_indices, lengths, out)
-        return out
+        if self.cache is None:
+            return out
+        self.cache.put(state.batch_indices, lengths, out)
+        # round like the cache does, so a run gives the same result whether or not its teacher was cached
+        return TeacherOutputs(_bf16_round(out.logits), [_bf16_round(h) for h in out.hidden],
+                              [_bf16_round(s) for s in out.scores])
 
     def on_train_end(self, state: TrainState) -> None:
         self.student_capture.remove()
@@ -231,5 +248,8 @@ class DistillHook(Hook):
 
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[int]:
     """Student layer i learns from teacher layer (i+1)*k - 1 (TinyBERT's uniform mapping; identity when equal)."""
+    if teacher_layers < student_layers:
+        raise ConfigError(f"the teacher has {teacher_layers} layers, fewer than the student's {student_layers}",
+                          fix="distill from a teacher at least as deep as the student")
     step = teacher_layers // student_layers
     return [(i + 1) * step - 1 for i in range(student_layers)]

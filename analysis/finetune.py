@@ -63,6 +63,7 @@ class RunInputs:
     eval: Encoded
     task: TaskSpec
     holdout: Encoded | None = None
+    rng_state: Any = None  # torch's RNG right after the model was built: restored before training
 
 
 class WeightChangeHook(Hook):
@@ -111,7 +112,7 @@ def load_inputs(model_cfg: ModelConfig, data_cfg: DataConfig, seed: int, need_tr
     evaluation = encode(data.eval, tokenizer, data_cfg.max_length)
     task = TaskSpec(data.card.num_labels, data.card.metrics, tokenizer.pad_token_id or 0)
     held_enc = encode(holdout, tokenizer, data_cfg.max_length) if holdout is not None else None
-    return RunInputs(model, tokenizer, data, train, evaluation, task, held_enc)
+    return RunInputs(model, tokenizer, data, train, evaluation, task, held_enc, torch.get_rng_state())
 
 
 def split_holdout(train: Any, fraction: float, seed: int) -> tuple[Any, Any]:
@@ -191,6 +192,7 @@ class Finetune(Experiment):
         device = torch.device(ctx.device)
         hooks = FINETUNE_METHODS.get(config.method)().hooks(inputs.model, inputs, options, config, ctx)
         hooks.append(WeightChangeHook(ctx))
+        torch.set_rng_state(inputs.rng_state)
         result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, config.train, config.seed, device,
                      hooks, progress=ctx.progress, log=ctx.log, holdout=inputs.holdout)
         ctx.save_arrays("predictions", {

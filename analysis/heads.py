@@ -26,6 +26,7 @@ class HeadGates:
                                 for i in range(self.arch.num_layers)]
         self.gates = torch.ones(self.arch.num_layers, max(self.heads_per_layer), device=device,
                                 requires_grad=requires_grad)
+        self.example_gates: torch.Tensor | None = None  # (batch, layers, heads): one gate per example
         self._handles = [self.arch.linear(i, "attn_out").register_forward_pre_hook(self._hook(i))
                          for i in range(self.arch.num_layers)]
 
@@ -34,6 +35,9 @@ class HeadGates:
             x = args[0]
             heads = self.heads_per_layer[layer]
             gate = self.gates[layer, :heads].to(x.dtype).repeat_interleave(self.arch.head_dim)
+            if self.example_gates is not None:
+                per_example = self.example_gates[:, layer, :heads].to(x.dtype).repeat_interleave(self.arch.head_dim, -1)
+                gate = gate * per_example[:, None, :]
             return (x * gate,) + tuple(args[1:])
 
         return pre
@@ -50,18 +54,29 @@ class HeadGates:
 
 
 def head_importance(model: nn.Module, batches: Any, loss_fn: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor],
-                    normalise: bool = True) -> np.ndarray:
-    """Michel et al. (2019): I_h = E_x |dL(x)/d g_h|, L2-normalised within each layer. (layers, heads)."""
+                    normalise: bool = True, per_example: bool = True) -> np.ndarray:
+    """Michel et al. (2019): I_h = E_x |dL(x)/d g_h|, L2-normalised within each layer. (layers, heads).
+
+    Per example by default (the paper's formula): each example gets its own gates, so one backward pass of
+    the summed loss yields every per-example gradient. `per_example=False` takes |d(mean batch loss)/dg|
+    per batch instead, as the authors' released code does."""
     was_training = model.training
     model.eval()
-    with HeadGates(model, requires_grad=True) as gates:
-        total = torch.zeros_like(gates.gates)
+    with HeadGates(model, requires_grad=not per_example) as gates:
+        total = torch.zeros_like(gates.gates, requires_grad=False)
         count = 0
         for batch in batches:
-            loss = loss_fn(model, batch)
-            (grad,) = torch.autograd.grad(loss, gates.gates)
-            total += grad.abs() * 1.0
-            count += 1
+            size = len(batch["input_ids"])
+            if per_example:
+                gates.example_gates = torch.ones((size,) + tuple(gates.gates.shape), device=gates.gates.device,
+                                                 requires_grad=True)
+                (grad,) = torch.autograd.grad(loss_fn(model, batch) * size, gates.example_gates)
+                total += grad.abs().sum(0)
+                count += size
+            else:
+                (grad,) = torch.autograd.grad(loss_fn(model, batch), gates.gates)
+                total += grad.abs()
+                count += 1
         importance = (total / max(1, count)).detach().cpu().numpy()
     model.train(was_training)
     if normalise:

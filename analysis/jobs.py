@@ -18,6 +18,7 @@ from . import CODE_VERSION, provenance
 from .config import ConfigBase, config_hash
 from .registry import Registry
 from .settings import device_name
+from .errors import StoreError
 from .store import RunRecord, RunStore
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -109,7 +110,7 @@ class Outcome:
 
 def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device: str = "auto",
             save_weights: bool = True, progress: ProgressCallback | None = None,
-            wait_seconds: float = 0.0, need_weights: bool = False) -> Outcome:
+            wait_seconds: float | None = None, need_weights: bool = False) -> Outcome:
     """Run `config` unless the store already has it; user errors surface before anything is written.
 
     `need_weights`: a stored run without its weights (imported from results/, or run with
@@ -130,23 +131,27 @@ def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device
     ctx.start_heartbeat()
     try:
         result = experiment.run(prepared, ctx)
+        record = {"versions": provenance.versions(), "machine": provenance.machine(), "device": resolved,
+                  "inputs": experiment.fingerprints(config), **result.record}
+        store.finish(rid, result.metrics, result.summary, record)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         store.fail(rid, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=20)}", status)
         raise
     finally:
         ctx.stop_heartbeat()
-    record = {"versions": provenance.versions(), "machine": provenance.machine(), "device": resolved,
-              "inputs": experiment.fingerprints(config), **result.record}
-    store.finish(rid, result.metrics, result.summary, record)
     return Outcome(store.require(rid), cached=False)
 
 
-def _wait_for(store: RunStore, rid: str, seconds: float) -> RunRecord:
-    """Another process is running this config: wait (up to `seconds`) for it instead of running it twice."""
-    deadline = time.monotonic() + seconds
+def _wait_for(store: RunStore, rid: str, seconds: float | None) -> RunRecord:
+    """Another process is running this config: wait for it (while it is alive) instead of running it twice."""
+    deadline = None if seconds is None else time.monotonic() + seconds
     record = store.require(rid)
-    while record.status == "running" and time.monotonic() < deadline:
-        time.sleep(1.0)
+    while record.status in ("running", "queued") and (deadline is None or time.monotonic() < deadline):
+        time.sleep(2.0)
+        store.mark_stale()
         record = store.require(rid)
+    if record.status != "done":
+        raise StoreError(f"run {rid} with this config is {record.status} in another process",
+                         fix="wait for it, or re-launch it once it has stopped")
     return record

@@ -1,3 +1,3 @@
 """Import every module that registers an experiment, method, probe, study or command."""
 
-from . import bench, child_tuning, commands, finetune, pruning, studies  # noqa: F401
+from . import bench, child_tuning, commands, finetune, probes, pruning, studies  # noqa: F401

@@ -40,6 +40,11 @@ LIST_COLUMNS = ("run_id", "kind", "status", "method", "dataset", "model", "seed"
                 "updated", "heartbeat", "progress", "message", "duration", "metrics", "summary", "error")
 
 
+def _is_dead(row: Any, now: float) -> bool:
+    """The one liveness rule: no heartbeat for STALE_SECONDS and no such process on this machine."""
+    return now - (row["heartbeat"] or 0) >= STALE_SECONDS and not _process_alive(row["pid"])
+
+
 def _process_alive(pid: int | None) -> bool:
     """True if a process with this id runs on this machine (a live worker that is merely slow to beat)."""
     if not pid or pid == os.getpid():
@@ -134,9 +139,9 @@ class RunStore:
         now = time.time()
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT status, heartbeat FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            row = db.execute("SELECT status, heartbeat, pid FROM runs WHERE run_id=?", (run_id,)).fetchone()
             if row is not None and ((row["status"] == "done" and not redo) or (
-                    row["status"] in ("running", "queued") and now - (row["heartbeat"] or 0) < STALE_SECONDS)):
+                    row["status"] in ("running", "queued") and not _is_dead(row, now))):
                 db.execute("COMMIT")
                 return False
             db.execute(
@@ -190,28 +195,34 @@ class RunStore:
         with self._db() as db:
             db.execute("UPDATE runs SET status='done', updated=?, progress=1, message='done', duration=?,"
                        " metrics=?, summary=?, error=NULL WHERE run_id=?",
-                       (now, duration, json.dumps(dict(metrics)), json.dumps(dict(summary), default=_json_default),
+                       (now, duration, json.dumps(dict(metrics), default=_json_default),
+                        json.dumps(dict(summary), default=_json_default),
                         run_id))
 
-    def fail(self, run_id: str, error: str, status: str = "failed") -> None:
-        """Mark a run failed (or interrupted) with its error; whatever it wrote so far stays."""
+    def fail(self, run_id: str, error: str, status: str = "failed", pid: int | None = None) -> bool:
+        """Mark this process's run failed (or interrupted) with its error; whatever it wrote so far stays.
+
+        Only a running row owned by `pid` (default: this process) changes, so a run re-claimed by
+        another process is never clobbered. Returns whether the row changed."""
         now = time.time()
-        old = self._read_record(run_id)
-        write_json(self.run_dir(run_id) / "record.json", {**old, "status": status, "error": error, "finished": now})
         with self._db() as db:
-            db.execute("UPDATE runs SET status=?, error=?, updated=?, message=? WHERE run_id=?",
-                       (status, error, now, status, run_id))
+            changed = db.execute("UPDATE runs SET status=?, error=?, updated=?, message=? WHERE run_id=? AND "
+                                 "status='running' AND pid=?",
+                                 (status, error, now, status, run_id, pid or os.getpid())).rowcount
+        if changed:
+            old = self._read_record(run_id)
+            write_json(self.run_dir(run_id) / "record.json", {**old, "status": status, "error": error, "finished": now})
+        return bool(changed)
 
     def mark_stale(self) -> int:
         """Runs marked running whose heartbeat stopped are marked interrupted. Returns how many."""
-        cutoff = time.time() - STALE_SECONDS
+        now = time.time()
         with self._db() as db:
-            rows = db.execute("SELECT run_id, pid FROM runs WHERE status='running' AND heartbeat < ?",
-                              (cutoff,)).fetchall()
-        stale = [row["run_id"] for row in rows if not _process_alive(row["pid"])]
-        for run_id in stale:
-            self.fail(run_id, "the worker stopped sending heartbeats (killed or crashed)", "interrupted")
-        return len(stale)
+            rows = db.execute("SELECT run_id, pid, heartbeat FROM runs WHERE status='running' AND heartbeat < ?",
+                              (now - STALE_SECONDS,)).fetchall()
+        message = "the worker stopped sending heartbeats (killed or crashed)"
+        return sum(self.fail(row["run_id"], message, "interrupted", pid=row["pid"])
+                   for row in rows if _is_dead(row, now))
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ def encode(ds: TextDataset, tokenizer, max_length: int) -> Encoded:
     """Tokenise a dataset (truncating to max_length), reading and writing the on-disk cache."""
     key = hashlib.sha256(
         "|".join([tokenizer_fingerprint(tokenizer), ds.fingerprint, ds.split, str(max_length),
-                  str(len(ds.texts)), hashlib.sha256(ds.indices.tobytes()).hexdigest()]).encode()
+                  ",".join(ds.card.text_columns), hashlib.sha256(ds.indices.tobytes()).hexdigest()]).encode()
     ).hexdigest()[:24]
     path = cache_dir() / f"{key}.npz"
     if path.is_file():

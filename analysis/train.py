@@ -62,8 +62,9 @@ class Hook:
     def on_train_begin(self, state: TrainState) -> None: ...
 
     def loss(self, state: TrainState, batch: dict[str, torch.Tensor], labels: torch.Tensor, outputs: Any,
-             loss: torch.Tensor) -> torch.Tensor:
-        return loss
+             task: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        """The new running total, given the plain task loss and the total so far."""
+        return total
 
     def before_step(self, state: TrainState) -> None: ...
 
@@ -204,9 +205,10 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
             state.batch_indices = idx
             with autocast(device, cfg.bf16):
                 outputs = model(**batch)
-                loss = task_loss(outputs, labels, task)
+                plain = task_loss(outputs, labels, task)
+                loss = plain
                 for hook in hooks:
-                    loss = hook.loss(state, batch, labels, outputs, loss)
+                    loss = hook.loss(state, batch, labels, outputs, plain, loss)
             loss.backward()
             if cfg.max_grad_norm > 0:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

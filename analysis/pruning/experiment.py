@@ -87,6 +87,8 @@ class Prune(Experiment):
         pctx.student = method.before_training(pctx)
         device = torch.device(ctx.device)
         if method.trains(options):
+            # whatever ran since prepare (e.g. training the teacher) must not change the student's dropout
+            torch.set_rng_state(inputs.rng_state)
             result = fit(pctx.student, inputs.train, inputs.eval, inputs.task, config.train, config.seed, device,
                          method.hooks(pctx), progress=ctx.progress, log=ctx.log)
             metrics, outputs, summary = result.metrics, result.predictions, run_summary(inputs, result, config.data.max_length)

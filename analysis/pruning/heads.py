@@ -28,10 +28,12 @@ class HeadPruning(Structured):
         for target in round_targets(self._num_heads(model), ctx.config.sparsity, ctx.options.rounds):
             importance = self._importance(ctx, model, pruned)
             order = [divmod(int(i), importance.shape[1]) for i in np.argsort(importance, axis=None, kind="stable")]
+            per_layer = importance.shape[1]
             for unit in order:
                 if len(pruned) >= target:
                     break
-                if unit not in pruned:
+                emptied = sum(1 for layer, _ in pruned if layer == unit[0]) + 1 >= per_layer
+                if unit not in pruned and not emptied:  # every layer keeps at least one head
                     pruned.add(unit)
         num_layers, num_heads = importance.shape if importance is not None else (0, 0)
         keep = {l: [h for h in range(num_heads) if (l, h) not in pruned] for l in range(num_layers)}

@@ -95,8 +95,9 @@ class ScheduledMaskHook(Hook):
         self.update(0, state.total_steps)
 
     def after_step(self, state: TrainState) -> None:
-        if self.schedule != "one-shot" and (state.step % self.interval == 0 or state.step == state.total_steps):
-            self.update(state.step, state.total_steps)
+        done = state.step + 1  # hooks run before the loop counts this step
+        if self.schedule != "one-shot" and (done % self.interval == 0 or done == state.total_steps):
+            self.update(done, state.total_steps)
         apply_masks_(self.params, self.masks)
 
     def on_train_end(self, state: TrainState) -> None:

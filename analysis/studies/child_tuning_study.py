@@ -114,7 +114,7 @@ def mask_overlap(store: RunStore, rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Jaccard overlap of the D masks: across seeds within a task, and across tasks for the same seed."""
     masks = {}
     for r in rows:
-        if r["method"] == "child-d":
+        if r["method"] == "child-d" and "child_mask.safetensors" in store.artefacts(r["run_id"]):
             packed = store.load_arrays(r["run_id"], "child_mask")
             masks[(r["task"], r["p"], r["seed"])] = np.concatenate([np.unpackbits(packed[k]) for k in sorted(packed)])
     seeds = [{"task": a[0], "p": a[1], "seeds": [a[2], b[2]], "jaccard": jaccard(masks[a], masks[b])}

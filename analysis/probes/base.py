@@ -1,0 +1,46 @@
+"""The probe registry and what every probe receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+from ..store import RunStore
+
+
+@dataclass
+class ProbeTarget:
+    """A model to probe: a stored run's weights, or the original pre-trained model ('default')."""
+
+    name: str  # run id or 'default'
+    model: nn.Module
+    tokenizer: Any
+    record: dict[str, Any]  # the run's record ({} for the pre-trained model)
+    store: RunStore
+    device: torch.device
+    cache: dict[str, Any] = field(default_factory=dict)  # embeddings shared by the probes of one call
+
+    @property
+    def teacher(self) -> str | None:
+        return self.record.get("summary", {}).get("teacher") or self.record.get("teacher")
+
+    @property
+    def dataset(self) -> str | None:
+        return self.record.get("config", {}).get("data", {}).get("dataset")
+
+
+class Probe:
+    """One kind of knowledge measured on a model. `not_applicable` returns the reason, or None."""
+
+    def not_applicable(self, target: ProbeTarget) -> str | None:
+        return None
+
+    def run(self, target: ProbeTarget) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+PROBES: Registry[type[Probe]] = Registry("probe")

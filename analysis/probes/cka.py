@@ -1,0 +1,54 @@
+"""Linear CKA per layer against the original pre-trained model and the dense fine-tuned teacher,
+on a fixed, seeded set of WikiText-2 sentences (Kornblith et al., 2019)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..config import DataConfig
+from ..data import load_split, stratified_indices
+from .base import PROBES, Probe, ProbeTarget
+from .features import text_features
+
+PROBE_SENTENCES = 512
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
+    """||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F) on centred features (examples in rows)."""
+    x = x - x.mean(0, keepdims=True)
+    y = y - y.mean(0, keepdims=True)
+    cross = np.linalg.norm(y.T @ x, "fro") ** 2
+    return float(cross / (np.linalg.norm(x.T @ x, "fro") * np.linalg.norm(y.T @ y, "fro")))
+
+
+def probe_texts(seed: int = 0) -> list[str]:
+    ds = load_split(DataConfig(dataset="wikitext2"), "train")
+    idx = stratified_indices(None, PROBE_SENTENCES, seed, stratify=False)  # type: ignore[arg-type]
+    return [ds.texts[0][i] for i in idx] if len(idx) else ds.texts[0][:PROBE_SENTENCES]
+
+
+def reference(target: ProbeTarget, which: str) -> ProbeTarget | None:
+    from .run import load_target
+
+    if which == "pretrained":
+        return load_target(target.store, "default", target.device)
+    return load_target(target.store, target.teacher, target.device) if target.teacher else None
+
+
+@PROBES.register("cka")
+class CKA(Probe):
+    def run(self, target: ProbeTarget) -> dict[str, Any]:
+        texts = probe_texts()
+        mine = text_features(target, "cka-wikitext2", texts)
+        out: dict[str, Any] = {"sentences": len(texts)}
+        for which in ("pretrained", "teacher"):
+            ref = reference(target, which)
+            if ref is None:
+                out[which] = None
+                continue
+            theirs = text_features(ref, "cka-wikitext2", texts)
+            layers = min(len(mine), len(theirs))  # a model with dropped layers is compared layer by layer
+            out[which] = [linear_cka(mine[i], theirs[i]) for i in range(layers)]
+        return out

@@ -1,0 +1,91 @@
+"""Probes: CKA's invariances, transfer near chance on noise and well above on the pre-trained model,
+zero importance for a zeroed head, 'not applicable' with a reason, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from analysis import jobs, models
+from analysis.config import DataConfig, FinetuneConfig
+from analysis.data import load_split, subsample
+from analysis.errors import ConfigError
+from analysis.heads import head_importance
+from analysis.probes.cka import linear_cka
+from analysis.probes.transfer import logistic_accuracy
+from analysis.store import RunStore
+
+
+def test_cka_is_one_on_itself_and_invariant_to_rotation_and_scale():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 40))
+    q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    assert np.isclose(linear_cka(x, x), 1.0)
+    assert np.isclose(linear_cka(x, x @ q), 1.0)
+    assert np.isclose(linear_cka(x, 3.7 * x), 1.0)
+    assert linear_cka(x, rng.normal(size=(300, 40))) < 0.3
+
+
+def test_transfer_on_random_features_is_near_chance():
+    train = subsample(load_split(DataConfig(dataset="mr"), "train"), 2000, seed=0)
+    dev = load_split(DataConfig(dataset="mr"), "validation")
+    rng = np.random.default_rng(0)
+    acc = logistic_accuracy(rng.normal(size=(len(train), 64)), train.labels, rng.normal(size=(len(dev), 64)), dev.labels)
+    assert abs(acc - 0.5) < 0.05
+
+
+@pytest.mark.slow
+def test_transfer_on_the_pretrained_model_is_well_above_chance():
+    from analysis.probes.features import text_features
+    from analysis.probes.run import load_target
+
+    target = load_target(RunStore(), "default", torch.device("cpu"))
+    train = subsample(load_split(DataConfig(dataset="mr"), "train"), 2000, seed=0)
+    dev = load_split(DataConfig(dataset="mr"), "validation")
+    tr = text_features(target, "mr-train-2000", train.texts[0])[-1]
+    dv = text_features(target, "mr-dev", dev.texts[0])[-1]
+    assert logistic_accuracy(tr, train.labels, dv, dev.labels) > 0.70
+
+
+def test_importance_of_a_zeroed_head_is_zero(tiny_models):
+    model = models.load_encoder_classifier(str(tiny_models["bert"]), 2)
+    from analysis.arch import Arch
+
+    arch = Arch(model)
+    with torch.no_grad():
+        arch.linear(1, "attn_out").weight[:, 2 * arch.head_dim:3 * arch.head_dim] = 0
+    g = torch.Generator().manual_seed(0)
+    batches = [{"input_ids": torch.randint(1000, 2000, (4, 9), generator=g),
+                "attention_mask": torch.ones(4, 9, dtype=torch.long), "labels": torch.tensor([0, 1, 0, 1])}]
+
+    def loss(m, b):
+        return torch.nn.functional.cross_entropy(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
+                                                 b["labels"])
+
+    imp = head_importance(model, batches, loss, normalise=False)
+    assert imp.shape == (2, 4) and imp[1, 2] == 0 and (np.delete(imp.reshape(-1), 6) > 0).all()
+
+
+def test_probe_run_on_a_fine_tuned_tiny_model(tiny_models, sentiment_files):
+    from analysis.probes.run import ProbeConfig
+
+    train, evaluation = sentiment_files
+    rec = jobs.execute("finetune", FinetuneConfig.from_flat({}, {
+        "model": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation), "epochs": 1})).record
+    out = jobs.execute("probe", ProbeConfig(target=rec.run_id, probes=("fidelity", "cka", "mlm", "layer-probe"))).record
+    probes = RunStore().load_artifact_json(out.run_id, "probes")
+    assert probes["fidelity"] == {"applicable": False, "reason": probes["fidelity"]["reason"]}
+    assert "no dense fine-tuned teacher" in probes["fidelity"]["reason"]
+    assert not probes["mlm"]["applicable"] and "no MLM head" in probes["mlm"]["reason"]
+    assert not probes["layer-probe"]["applicable"]  # a user file, not a registered single-sentence task
+    cka = probes["cka"]
+    assert cka["applicable"] and len(cka["pretrained"]) == 3 and cka["teacher"] is None
+    assert all(0 <= v <= 1.0 + 1e-6 for v in cka["pretrained"])
+
+
+def test_probe_of_a_missing_run_is_a_clear_error():
+    from analysis.probes.run import ProbeConfig
+
+    with pytest.raises(ConfigError, match="no run 'nope' in the store"):
+        jobs.execute("probe", ProbeConfig(target="nope"))
+    with pytest.raises(ConfigError, match="unknown probe 'vibes'"):
+        ProbeConfig(probes=("vibes",))
