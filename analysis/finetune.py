@@ -13,6 +13,7 @@ from torch import nn
 from . import models
 from .config import ConfigBase, DataConfig, FinetuneConfig, FlatField, ModelConfig
 from .data import TaskData, fingerprint as data_fingerprint, load_task
+from .errors import ConfigError
 from .jobs import EXPERIMENTS, Experiment, RunContext, RunResult
 from .registry import Registry
 from .tokens import Encoded, encode, truncated_count
@@ -108,6 +109,10 @@ def load_inputs(model_cfg: ModelConfig, data_cfg: DataConfig, seed: int, need_tr
         holdout = held
     set_seed(seed)
     model, tokenizer = models.build_model(model_cfg, data.card.num_labels)
+    limit = models.max_tokens(model)
+    if limit is not None and data_cfg.max_length > limit:
+        raise ConfigError(f"max_length={data_cfg.max_length} is longer than {model_cfg.model!r} accepts ({limit})",
+                          fix=f"use --max-length {limit} or less")
     train = encode(data.train, tokenizer, data_cfg.max_length) if data.train is not None else None
     evaluation = encode(data.eval, tokenizer, data_cfg.max_length)
     task = TaskSpec(data.card.num_labels, data.card.metrics, tokenizer.pad_token_id or 0)

@@ -145,6 +145,15 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def max_tokens(model: nn.Module) -> int | None:
+    """The longest input a model's position embeddings allow (RoBERTa reserves two positions)."""
+    config = getattr(model, "config", None)
+    limit = getattr(config, "max_position_embeddings", None) if config is not None and not isinstance(config, dict) else None
+    if limit is None:
+        return None
+    return int(limit) - (2 if getattr(config, "model_type", "") == "roberta" else 0)
+
+
 def fingerprint(name: str) -> str:
     """A short content hash of a model's config and weight headers, for provenance and run ids."""
     if name == "lstm":

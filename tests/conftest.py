@@ -42,12 +42,12 @@ def tokenizer_dir(tmp_path_factory) -> Path:
 def tiny_config(family: str):
     from transformers import AutoConfig
 
-    common = dict(vocab_size=30522, max_position_embeddings=64, pad_token_id=0)
+    common = dict(vocab_size=30522, max_position_embeddings=512, pad_token_id=0)
     if family == "distilbert":
         return AutoConfig.for_model("distilbert", dim=32, n_layers=2, n_heads=4, hidden_dim=64, **common)
     extra = {"embedding_size": 16} if family == "electra" else {}
     if family == "roberta":
-        common["max_position_embeddings"] = 66  # RoBERTa offsets positions by padding_idx + 1
+        common["max_position_embeddings"] = 514  # RoBERTa offsets positions by padding_idx + 1
     return AutoConfig.for_model(family, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                 intermediate_size=64, type_vocab_size=2, **common, **extra)
 

@@ -44,6 +44,7 @@ def test_finetune_json_then_cached(tiny_models, sentiment_files, private_store):
     (("--dataset", "rte", "--train-size", "99999"), "larger than the rte/train split"),
     (("--model", "/definitely/not/here"), "does not exist"),
     (("--method", "magic"), "unknown fine-tuning method 'magic'"),
+    (("--max-length", "600"), "max_length=600 is longer than 'default' accepts (512)"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(args, message, private_store):
     code, out, err = cli("finetune", *args, store=private_store)

@@ -10,6 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import warnings
+
+from .. import models
+
 from ..distill import Capture
 from ..tokens import accepts_token_types, cache_dir, iterate, _tokenise
 from .base import ProbeTarget
@@ -18,6 +22,10 @@ from .base import ProbeTarget
 def text_features(target: ProbeTarget, name: str, texts: list[str], max_length: int = 128,
                   batch_size: int = 128) -> np.ndarray:
     """(layers + 1, n, hidden) mean-pooled hidden states (embedding output first), float32."""
+    limit = models.max_tokens(target.model)
+    if limit is not None and max_length > limit:
+        warnings.warn(f"probe texts are truncated to {limit} tokens, the longest {target.name} accepts")
+        max_length = limit
     key = hashlib.sha256("|".join([model_key(target), name, str(max_length), str(len(texts)),
                                    hashlib.sha256("\n".join(texts).encode()).hexdigest()]).encode()).hexdigest()[:24]
     if key in target.cache:
