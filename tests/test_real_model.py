@@ -19,9 +19,9 @@ def test_sst2_subset_learns_well_above_chance():
 
 
 def test_stsb_regression_uses_its_own_metrics():
-    rec = finetune(model="default", dataset="stsb", train_size=1500, epochs=1, seed=0, eval_size=500)
+    rec = finetune(model="default", dataset="stsb", train_size=2000, epochs=2, seed=0, eval_size=500)
     assert set(rec.metrics) == {"pearson", "spearman"}
-    assert rec.metrics["pearson"] > 0.6  # a sentence-similarity model: well above 0
+    assert rec.metrics["pearson"] > 0.6  # measured 0.758 here (1 epoch of 1,500 examples is not enough: 0.04)
 
 
 def test_lstm_trains_on_the_default_vocabulary():
