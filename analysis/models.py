@@ -97,7 +97,9 @@ def load_encoder_classifier(name: str, num_labels: int) -> nn.Module:
     family_of(config.model_type)
     config.num_labels = num_labels
     config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
-    structure = getattr(config, "prunescope_structure", None)
+    from .compact import STRUCTURE_KEY
+
+    structure = getattr(config, STRUCTURE_KEY, None)
     if structure:
         return load_compacted(Path(path), config, structure)
     try:

@@ -104,8 +104,3 @@ def compact_summary(report: dict[str, Any]) -> dict[str, Any]:
     out["flops_nonzero"] = report["flops_per_example"]["nonzero"]
     out["csr_bytes"] = report["size_on_disk_bytes"]["sparse_csr_fp32"]
     return out
-
-
-@torch.no_grad()
-def zero_fraction(t: torch.Tensor) -> float:
-    return float((t == 0).float().mean())

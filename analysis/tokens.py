@@ -57,12 +57,12 @@ def encode(ds: TextDataset, tokenizer, max_length: int) -> Encoded:
                 return Encoded(z["ids"], z["offsets"], type_ids, ds.labels)
         except (OSError, ValueError, KeyError):
             path.unlink(missing_ok=True)  # a torn cache file is rebuilt, never trusted
-    enc = _tokenise(ds, tokenizer, max_length)
+    enc = tokenise(ds, tokenizer, max_length)
     _save_atomic(path, enc)
     return enc
 
 
-def _tokenise(ds: TextDataset, tokenizer, max_length: int) -> Encoded:
+def tokenise(ds: TextDataset, tokenizer, max_length: int) -> Encoded:
     out = tokenizer(*ds.texts, truncation=True, max_length=max_length, padding=False)
     ids = [np.asarray(x, dtype=np.int32) for x in out["input_ids"]]
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)

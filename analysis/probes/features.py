@@ -15,7 +15,7 @@ import warnings
 from .. import models
 
 from ..distill import Capture
-from ..tokens import accepts_token_types, cache_dir, iterate, _tokenise
+from ..tokens import accepts_token_types, cache_dir, iterate, tokenise
 from .base import ProbeTarget
 
 
@@ -53,7 +53,7 @@ def _extract(target: ProbeTarget, texts: list[str], max_length: int, batch_size:
 
     card = DatasetCard("probe", "probe", "unlabeled", ("text",), None, None, (), {}, "train")
     ds = TextDataset(card, "probe", [texts], None, "probe", "probe")
-    enc = _tokenise(ds, target.tokenizer, max_length)
+    enc = tokenise(ds, target.tokenizer, max_length)
     model = target.model.to(target.device).eval()
     capture = Capture(model)
     out = None

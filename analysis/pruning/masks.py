@@ -3,7 +3,6 @@ keeps pruned weights at zero through training."""
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -139,13 +138,3 @@ def check_masks_fit(params: dict[str, nn.Parameter], masks: Masks) -> None:
         if tuple(mask.shape) != tuple(params[name].shape):
             raise ConfigError(f"mask {name} has shape {tuple(mask.shape)}, the weight {tuple(params[name].shape)}",
                               fix="use masks saved from a model of the same architecture")
-
-
-def fraction_kept(masks: Masks) -> float:
-    kept = sum(int(m.sum()) for m in masks.values())
-    total = sum(m.numel() for m in masks.values())
-    return kept / total if total else 1.0
-
-
-def steps_for(epochs: float, examples: int, batch_size: int) -> int:
-    return max(1, math.ceil(epochs * math.ceil(examples / batch_size)))
