@@ -1,7 +1,4 @@
-"""Figures as pure functions of stored results: the dashboard and the exporter show the same object.
-
-Colours: the Okabe-Ito palette (colour-blind safe); one colour per method across every figure.
-"""
+"""Pruning figures: achieved sparsity, kept/masked/removed weights, metric vs sparsity and vs non-zero parameters."""
 
 from __future__ import annotations
 
@@ -11,23 +8,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .arch import MODULE_TYPES
-
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-METHOD_ORDER = ("dense", "sparsebert", "gradual-magnitude", "magnitude", "movement", "random", "small-dense",
-                "heads", "ffn", "layers")
-FONT = dict(family="Arial, Helvetica, sans-serif", size=12)
-
-
-def method_colour(method: str) -> str:
-    index = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + hash(method) % 3
-    return OKABE_ITO[index % len(OKABE_ITO)]
-
-
-def _layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title=y, template="simple_white", font=FONT, showlegend=True,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), margin=dict(t=70, l=60, r=20, b=50))
-    return fig
+from ..arch import MODULE_TYPES
+from .base import OKABE_ITO, band_lines, layout
 
 
 def sparsity_heatmap(reports: dict[str, dict[str, Any]]) -> go.Figure:
@@ -41,7 +23,7 @@ def sparsity_heatmap(reports: dict[str, dict[str, Any]]) -> go.Figure:
             colorscale="Viridis", showscale=col == len(reports), colorbar=dict(title="sparsity"),
             hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>"), row=1, col=col)
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Achieved sparsity per layer and module (measured from the weights)", "", "")
+    return layout(fig, "Achieved sparsity per layer and module (measured from the weights)", "", "")
 
 
 def parameter_bars(report: dict[str, Any]) -> go.Figure:
@@ -59,45 +41,27 @@ def parameter_bars(report: dict[str, Any]) -> go.Figure:
     fig = go.Figure([go.Bar(name="non-zero", x=names, y=nonzero, marker_color=OKABE_ITO[0]),
                      go.Bar(name="masked zeros", x=names, y=masked, marker_color=OKABE_ITO[1]),
                      go.Bar(name="removed", x=names, y=removed, marker_color=OKABE_ITO[3])])
-    fig.update_layout(barmode="stack")
-    return _layout(fig, "Encoder weights per layer: kept, masked, removed", "", "weights")
-
-
-def _band_lines(fig: go.Figure, df: pd.DataFrame, x: str, log_x: bool = False) -> go.Figure:
-    """One line per method with a mean +- std band over seeds."""
-    for method in sorted(df["method"].unique(), key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99):
-        grp = df[df["method"] == method].groupby(x)["value"].agg(["mean", "std", "count"]).reset_index()
-        grp["std"] = grp["std"].fillna(0.0)
-        colour = method_colour(method)
-        if (grp["count"] > 1).any():
-            fig.add_trace(go.Scatter(x=list(grp[x]) + list(grp[x])[::-1],
-                                     y=list(grp["mean"] + grp["std"]) + list(grp["mean"] - grp["std"])[::-1],
-                                     fill="toself", fillcolor=colour, opacity=0.2, line=dict(width=0),
-                                     hoverinfo="skip", showlegend=False, name=f"{method} band"))
-        fig.add_trace(go.Scatter(x=grp[x], y=grp["mean"], mode="lines+markers", name=method,
-                                 line=dict(color=colour, width=2), marker=dict(size=7)))
-    if log_x:
-        fig.update_xaxes(type="log")
-    return fig
+    fig.updatelayout(barmode="stack")
+    return layout(fig, "Encoder weights per layer: kept, masked, removed", "", "weights")
 
 
 def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = None) -> go.Figure:
     """Task metric against measured encoder sparsity, one line per method (bands over seeds)."""
     df = pd.DataFrame(rows)
-    fig = _band_lines(go.Figure(), df, "encoder_sparsity")
+    fig = band_lines(go.Figure(), df, "encoder_sparsity")
     if dense is not None:
         fig.add_hline(y=dense, line_dash="dash", line_color="#444444", line_width=1.5,
                       annotation_text=f"dense fine-tuned ({dense:.3f})", annotation_position="bottom left")
     metric = df["metric"].iloc[0] if len(df) else "metric"
-    return _layout(fig, f"Dev {metric} vs encoder sparsity", "encoder sparsity (measured)", metric)
+    return layout(fig, f"Dev {metric} vs encoder sparsity", "encoder sparsity (measured)", metric)
 
 
 def metric_vs_nonzero(rows: Sequence[dict[str, Any]]) -> go.Figure:
     """The sparse-vs-small-dense figure: metric against non-zero encoder parameters (log axis)."""
     df = pd.DataFrame(rows)
-    fig = _band_lines(go.Figure(), df, "encoder_nonzero_params", log_x=True)
+    fig = band_lines(go.Figure(), df, "encoder_nonzero_params", log_x=True)
     metric = df["metric"].iloc[0] if len(df) else "metric"
-    return _layout(fig, f"Dev {metric} vs non-zero encoder parameters", "non-zero encoder parameters", metric)
+    return layout(fig, f"Dev {metric} vs non-zero encoder parameters", "non-zero encoder parameters", metric)
 
 
 def training_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:
@@ -107,4 +71,4 @@ def training_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:
         steps = [h for h in history if "loss" in h]
         fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[h["loss"] for h in steps], mode="lines",
                                  name=label, line=dict(color=OKABE_ITO[i % len(OKABE_ITO)])))
-    return _layout(fig, "Training loss", "step", "loss")
+    return layout(fig, "Training loss", "step", "loss")
