@@ -220,17 +220,18 @@ def _prune_variants(model_name: str) -> dict[str, Callable[[], Any]]:
         remove_ffn_neurons_(m, half_ffn)
         return m
 
-    def unstructured90(sparse: bool):
+    def unstructured90(kernel: str | None):
         m = copy.deepcopy(dense)
         params = prunable_params(m)
         apply_masks_(params, select(magnitude_scores(params), 0.9, "per-tensor"))
-        if sparse:
-            to_sparse_execution_(m)
+        if kernel:
+            to_sparse_execution_(m, kernel=kernel)
         return m
 
     return {"dense": lambda: dense, "heads50": heads50, "ffn50": ffn50, "heads50+ffn50": structured50,
-            "unstructured90_dense_kernel": lambda: unstructured90(False),
-            "unstructured90_sparse_csr": lambda: unstructured90(True)}
+            "unstructured90_dense_kernel": lambda: unstructured90(None),
+            "unstructured90_sparse_numba": lambda: unstructured90("numba"),
+            "unstructured90_sparse_mkl": lambda: unstructured90("mkl")}
 
 
 def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats: int, threads: int) -> dict[str, Any]:
@@ -256,7 +257,7 @@ def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats:
         model = build()
         seconds = _time_passes(model, batches, repeats)
         nonzero = int(sum((p != 0).sum() for p in model.parameters()))
-        if name.endswith("sparse_csr"):
+        if "_sparse_" in name:
             nonzero = int(sum(m.weight_csr.values().numel() for m in model.modules() if hasattr(m, "weight_csr")))
             nonzero += int(sum((p != 0).sum() for p in model.parameters()))
         results[name] = {"seconds_per_pass": seconds, "latency_ms_per_batch": 1000 * seconds / len(batches),

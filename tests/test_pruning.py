@@ -228,3 +228,36 @@ def test_cached_teacher_outputs_give_the_same_loss(tiny_models, sentiment_files)
     for a, b in zip(cached.hidden, fresh.hidden):
         assert torch.allclose(a * mask[:, :, None], b * mask[:, :, None], rtol=2e-2, atol=2e-2)
     hook.on_train_end(state)
+
+
+def test_given_masks_are_retrained_and_bad_mask_files_refused_before_anything_is_written(
+        tiny_models, sentiment_files, tmp_path):
+    from safetensors.torch import save_file
+
+    from analysis.errors import PruneScopeError
+    from analysis.store import RunStore
+
+    first = jobs.execute("prune", prune_config(tiny_models, sentiment_files, "magnitude", 0.7)).record
+    store = RunStore()
+    ticket = {k: torch.from_numpy(v) for k, v in store.load_arrays(first.run_id, "masks").items()}
+    again = jobs.execute("prune", prune_config(tiny_models, sentiment_files, "random", 0.7,
+                                               options={"masks": first.run_id})).record
+    model = models.load_encoder_classifier(str(again.path / "model"), 2)
+    for name, p in prunable_params(model).items():
+        assert torch.equal(p.detach() != 0, ticket[name].bool()), name  # the random scores were not used
+
+    before = len(store.list())
+    bad = tmp_path / "bad.safetensors"
+    save_file({"encoder.layer.0.attention.self.query.weight": torch.ones(3, 3)}, str(bad))
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    for source, message in ((str(bad), "do not fit this model"), (str(garbage), "not a readable safetensors"),
+                            (str(tmp_path / "none.safetensors"), "does not exist"),
+                            ("0123456789abcdef", "no run")):
+        with pytest.raises(PruneScopeError, match=message):
+            jobs.execute("prune", prune_config(tiny_models, sentiment_files, "magnitude", 0.7,
+                                               options={"masks": source}))
+    with pytest.raises(ConfigError, match="does not take --masks"):
+        jobs.execute("prune", prune_config(tiny_models, sentiment_files, "movement", 0.7,
+                                           options={"masks": first.run_id}))
+    assert len(store.list()) == before  # nothing written

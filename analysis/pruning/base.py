@@ -68,6 +68,9 @@ class PruningMethod:
         """'pretrained' or 'finetuned': which weights the student starts from."""
         return getattr(options, "start", "pretrained")
 
+    def check(self, options: Any, model: nn.Module) -> None:
+        """Validate inputs that depend on the model (e.g. a mask file) before anything is written."""
+
     def before_training(self, ctx: PruneContext) -> nn.Module:
         """Change the student before training (e.g. remove heads). Returns the model to train."""
         return ctx.student

@@ -69,6 +69,7 @@ class Prune(Experiment):
         method = PRUNING_METHODS.get(config.method)()
         options = method.Options.from_dict(config.options, where=f"options of {config.method}")
         inputs = load_inputs(config.model, config.data, config.seed)
+        method.check(options, inputs.model)
         if config.teacher != "auto" and method.needs_teacher(options):
             check_teacher(RunStore().require(config.teacher), config, inputs)
         return config, method, options, inputs

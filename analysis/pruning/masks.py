@@ -71,9 +71,12 @@ class ScheduledMaskHook(Hook):
     """
 
     def __init__(self, params: dict[str, nn.Parameter], score_fn: ScoreFn, final: float, scope: str,
-                 schedule: str, interval: int, start: float, end: float):
+                 schedule: str, interval: int, start: float, end: float, fixed: Masks | None = None):
         self.params, self.score_fn, self.final, self.scope = params, score_fn, final, scope
         self.schedule, self.interval, self.start, self.end = schedule, max(1, interval), start, end
+        self.fixed = fixed  # given masks (e.g. a lottery ticket from another run): applied once, never recomputed
+        if fixed is not None:
+            self.schedule = "one-shot"
         self.masks: Masks = {}
         self.history: list[tuple[int, float]] = []
 
@@ -86,7 +89,11 @@ class ScheduledMaskHook(Hook):
         sparsity = self.target(step, total)
         if self.history and sparsity == self.history[-1][1]:
             return
-        self.masks = select(self.score_fn(self.params), sparsity, self.scope)
+        if self.fixed is not None:
+            self.masks = {name: m.to(self.params[name].device) for name, m in self.fixed.items()}
+            sparsity = 1.0 - sum(float(m.sum()) for m in self.masks.values()) / sum(m.numel() for m in self.masks.values())
+        else:
+            self.masks = select(self.score_fn(self.params), sparsity, self.scope)
         self.history.append((step, sparsity))
         apply_masks_(self.params, self.masks)
 
@@ -125,6 +132,33 @@ def random_scores(seed: int) -> ScoreFn:
 
 def masks_from_weights(params: dict[str, nn.Parameter]) -> Masks:
     return {name: p.detach() != 0 for name, p in params.items()}
+
+
+def load_masks(source: str, store=None) -> Masks:
+    """Masks from a .safetensors file (tensor name -> 0/1) or from a stored pruning run's `masks` artefact."""
+    from pathlib import Path
+
+    path = Path(source)
+    if source.endswith(".safetensors") or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"mask file {source} does not exist", fix="give the path of a .safetensors mask file")
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ConfigError(f"mask file {source} is not a readable safetensors file ({exc})",
+                              fix="save masks with safetensors.torch.save_file({name: mask})") from exc
+        return {name: t != 0 for name, t in tensors.items()}
+    from ..store import RunStore
+
+    store = store or RunStore()
+    record = store.require(source)
+    if "masks.safetensors" not in store.artefacts(source):
+        raise ConfigError(f"run {source} ({record.kind} {record.row.get('method')}) stored no unstructured masks",
+                          fix="give a run of sparsebert, magnitude, gradual-magnitude, movement or random")
+    return {name: torch.from_numpy(a) != 0 for name, a in store.load_arrays(source, "masks").items()}
 
 
 def check_masks_fit(params: dict[str, nn.Parameter], masks: Masks) -> None:

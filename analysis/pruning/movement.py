@@ -13,6 +13,7 @@ from torch.nn.utils import parametrize
 
 from ..arch import Arch
 from ..config import check
+from ..errors import ConfigError
 from ..train import Hook, TrainState
 from .base import PRUNING_METHODS, PruneContext
 from .masks import cubic_sparsity, keep_top
@@ -77,6 +78,11 @@ class MovementHook(Hook):
 @PRUNING_METHODS.register("movement")
 class Movement(Unstructured):
     Options = MovementOptions
+
+    def check(self, options: MovementOptions, model: nn.Module) -> None:
+        if options.masks:
+            raise ConfigError("movement pruning learns its masks; it does not take --masks",
+                              fix="retrain fixed masks with --method magnitude --masks ...")
 
     def hooks(self, ctx: PruneContext) -> list[Hook]:
         o: MovementOptions = ctx.options

@@ -17,7 +17,8 @@ from ..config import check
 from ..distill import DistillHook, DistillOptions
 from ..train import Hook
 from .base import PruneContext, PruningMethod
-from .masks import ScheduledMaskHook, magnitude_scores, masks_from_weights, random_scores
+from .masks import (Masks, ScheduledMaskHook, check_masks_fit, load_masks, magnitude_scores, masks_from_weights,
+                    random_scores)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class UnstructuredOptions(DistillOptions):
     update_every: int = 10  # steps between mask updates (the paper's 12-epoch MRPC run used 800)
     ramp_start: float = 0.0  # fraction of training where the cubic ramp starts
     ramp_end: float = 1.0  # ... and ends (the paper ramps over the whole training)
+    masks: str | None = None  # fixed masks (a .safetensors file or a pruning run id): a lottery-ticket style retrain
 
     def validate(self) -> None:
         super().validate()
@@ -54,11 +56,24 @@ class Unstructured(PruningMethod):
     def score_fn(self, seed: int):
         return magnitude_scores if self.criterion == "magnitude" else random_scores(seed)
 
+    def check(self, options: UnstructuredOptions, model: nn.Module) -> None:
+        if options.masks:
+            self.given_masks(options, model)
+
+    @staticmethod
+    def given_masks(options: UnstructuredOptions, model: nn.Module) -> Masks:
+        """The --masks option, checked against this model's prunable tensors (names and shapes)."""
+        assert options.masks is not None
+        masks = load_masks(options.masks)
+        check_masks_fit(prunable_params(model), masks)
+        return masks
+
     def hooks(self, ctx: PruneContext) -> list[Hook]:
         o: UnstructuredOptions = ctx.options
+        fixed = self.given_masks(o, ctx.student) if o.masks else None
         self.mask_hook = ScheduledMaskHook(prunable_params(ctx.student), self.score_fn(ctx.config.seed),
                                            ctx.config.sparsity, o.scope, o.schedule, o.update_every,
-                                           o.ramp_start, o.ramp_end)
+                                           o.ramp_start, o.ramp_end, fixed=fixed)
         hooks: list[Hook] = [self.mask_hook]
         if o.distill:
             hooks.insert(0, self.distill_hook(ctx))
