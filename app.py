@@ -6,6 +6,7 @@ st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
 
 pages = [
     st.Page("dashboard/runs.py", title="Runs", icon=":material/list:", default=True),
+    st.Page("dashboard/launch.py", title="Launch", icon=":material/rocket_launch:"),
     st.Page("dashboard/sparsity.py", title="Sparsity", icon=":material/grid_on:"),
     st.Page("dashboard/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
 ]
