@@ -9,6 +9,7 @@ pages = [
     st.Page("dashboard/launch.py", title="Launch", icon=":material/rocket_launch:"),
     st.Page("dashboard/sparsity.py", title="Sparsity", icon=":material/grid_on:"),
     st.Page("dashboard/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
+    st.Page("dashboard/export.py", title="Export", icon=":material/download:"),
 ]
 st.sidebar.caption("PruneScope: compress and fine-tune transformers, and see what knowledge they lose.")
 st.navigation(pages).run()

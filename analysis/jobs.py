@@ -17,7 +17,7 @@ import numpy as np
 from . import CODE_VERSION, provenance
 from .config import ConfigBase, config_hash
 from .registry import Registry
-from .settings import device_name
+from .settings import device_name, using_store
 from .errors import StoreError
 from .store import RunRecord, RunStore
 
@@ -114,8 +114,15 @@ def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device
     """Run `config` unless the store already has it; user errors surface before anything is written.
 
     `need_weights`: a stored run without its weights (imported from results/, or run with
-    --no-save-weights) is run again, deterministically, to get them back."""
+    --no-save-weights) is run again, deterministically, to get them back. Everything the run looks up
+    (teachers, masks, targets) comes from the same store."""
     store = store or RunStore()
+    with using_store(store.root):
+        return _execute(kind, config, store, device, save_weights, progress, wait_seconds, need_weights)
+
+
+def _execute(kind: str, config: ConfigBase, store: RunStore, device: str, save_weights: bool,
+             progress: ProgressCallback | None, wait_seconds: float | None, need_weights: bool) -> Outcome:
     experiment = EXPERIMENTS.get(kind)()
     rid = run_id(kind, config)
     existing = store.get(rid)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from pathlib import Path
+from typing import Iterator
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -13,9 +16,25 @@ def data_root() -> Path:
     return Path(os.environ.get("PRUNESCOPE_DATA", PROJECT_ROOT.parent / "shared" / "data")).expanduser()
 
 
+_ACTIVE_STORE: contextvars.ContextVar[Path | None] = contextvars.ContextVar("active_store", default=None)
+
+
 def store_root() -> Path:
-    """The run store: $PRUNESCOPE_STORE, default ./runs."""
+    """The run store: the one a running experiment was given, else $PRUNESCOPE_STORE, default ./runs."""
+    active = _ACTIVE_STORE.get()
+    if active is not None:
+        return active
     return Path(os.environ.get("PRUNESCOPE_STORE", "runs")).expanduser().resolve()
+
+
+@contextlib.contextmanager
+def using_store(root: Path) -> Iterator[None]:
+    """Within this block `RunStore()` means the store at `root` (an experiment looks up teachers and masks there)."""
+    token = _ACTIVE_STORE.set(Path(root).resolve())
+    try:
+        yield
+    finally:
+        _ACTIVE_STORE.reset(token)
 
 
 def cards_dir() -> Path:

@@ -104,3 +104,18 @@ def test_a_crashed_run_is_marked_failed_and_keeps_its_logs(tiny_models, sentimen
     monkeypatch.setattr(Finetune, "run", real_run)
     outcome = jobs.execute("finetune", cfg, save_weights=False)
     assert not outcome.cached and outcome.record.status == "done"
+
+
+def test_an_experiment_looks_up_teachers_in_the_store_it_was_given(tiny_models, sentiment_files, tmp_path):
+    from analysis import jobs
+    from analysis.config import FinetuneConfig
+    from analysis.pruning import PruneConfig
+
+    other = RunStore(tmp_path / "elsewhere")  # not $PRUNESCOPE_STORE
+    flat = {"model": str(tiny_models["bert"]), "dataset": str(sentiment_files[0]),
+            "eval_file": str(sentiment_files[1]), "epochs": 1, "batch_size": 16}
+    teacher = jobs.execute("finetune", FinetuneConfig.from_flat({}, flat), store=other).record
+    prune = PruneConfig.from_flat({}, {**flat, "method": "sparsebert", "sparsity": 0.5, "teacher": teacher.run_id})
+    record = jobs.execute("prune", prune, store=other).record
+    assert record.status == "done" and record.summary["teacher"] == teacher.run_id
+    assert RunStore().list() == []  # nothing went to the default store

@@ -41,7 +41,7 @@ def parameter_bars(report: dict[str, Any]) -> go.Figure:
     fig = go.Figure([go.Bar(name="non-zero", x=names, y=nonzero, marker_color=OKABE_ITO[0]),
                      go.Bar(name="masked zeros", x=names, y=masked, marker_color=OKABE_ITO[1]),
                      go.Bar(name="removed", x=names, y=removed, marker_color=OKABE_ITO[3])])
-    fig.updatelayout(barmode="stack")
+    fig.update_layout(barmode="stack")
     return layout(fig, "Encoder weights per layer: kept, masked, removed", "", "weights")
 
 
@@ -69,6 +69,6 @@ def training_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:
     fig = go.Figure()
     for i, (label, history) in enumerate(histories.items()):
         steps = [h for h in history if "loss" in h]
-        fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[h["loss"] for h in steps], mode="lines",
+        fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[h["loss"] for h in steps], mode="lines+markers",
                                  name=label, line=dict(color=OKABE_ITO[i % len(OKABE_ITO)])))
     return layout(fig, "Training loss", "step", "loss")
