@@ -9,6 +9,11 @@ pages = [
     st.Page("dashboard/launch.py", title="Launch", icon=":material/rocket_launch:"),
     st.Page("dashboard/sparsity.py", title="Sparsity", icon=":material/grid_on:"),
     st.Page("dashboard/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
+    st.Page("dashboard/heads.py", title="Heads", icon=":material/psychology:"),
+    st.Page("dashboard/scale.py", title="Data scale", icon=":material/trending_up:"),
+    st.Page("dashboard/probes.py", title="Probes", icon=":material/science:"),
+    st.Page("dashboard/child_tuning.py", title="Child-Tuning", icon=":material/account_tree:"),
+    st.Page("dashboard/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("dashboard/export.py", title="Export", icon=":material/download:"),
 ]
 st.sidebar.caption("PruneScope: compress and fine-tune transformers, and see what knowledge they lose.")

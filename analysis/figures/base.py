@@ -22,6 +22,13 @@ def layout(fig: go.Figure, title: str, x: str, y: str) -> go.Figure:
     return fig
 
 
+def side_legend(fig: go.Figure) -> go.Figure:
+    """The legend to the right of the plot, for figures whose legend or subplot titles would crowd the top."""
+    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02),
+                      margin=dict(t=70, l=60, r=20, b=50))
+    return fig
+
+
 def band_lines(fig: go.Figure, df: pd.DataFrame, x: str, log_x: bool = False) -> go.Figure:
     """One line per method with a mean +- std band over seeds."""
     for method in sorted(df["method"].unique(), key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99):

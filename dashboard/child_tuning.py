@@ -1,0 +1,86 @@
+"""Child-Tuning: the study table with paired differences, D-mask overlap, Fisher and child share per layer,
+weight change per layer against vanilla."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from analysis import figures
+from analysis.figures.child_tuning import (METHOD_ORDER, child_networks, finetune_rows, short, study_inputs,
+                                           weight_changes)
+from dashboard.common import get_store, show_error
+
+st.title("Child-Tuning vs vanilla fine-tuning")
+store = get_store()
+try:
+    studies = [r for r in store.list(kind="study-child-tuning") if r["status"] != "queued"]
+    singles = [r for r in store.list(kind="finetune", status="done") if r["method"] in METHOD_ORDER[1:]]
+except Exception as exc:  # an unreadable store is a message, not a traceback
+    show_error(exc)
+    st.stop()
+
+if not studies and not singles:
+    st.info("No Child-Tuning results yet. Run the study with `python -m analysis sweep child-tuning --seeds 0,1,2,3,4` "
+            "(or one run: `python -m analysis finetune --method child-d --p 0.3 --dataset rte --train-size 1000`).")
+    st.stop()
+
+
+def per_run_figures(rows: list[dict]) -> None:
+    """Fisher and child share of the Child-D runs, and weight change per layer against vanilla."""
+    nets = child_networks(store, rows)
+    if nets:
+        ps = {r["p"] for r in rows if r["method"] == "child-d"}
+        st.plotly_chart(figures.fisher_per_layer(nets), width="stretch")
+        st.plotly_chart(figures.child_share_per_layer(nets, ps.pop() if len(ps) == 1 else None), width="stretch")
+    else:
+        st.caption("No Child-D run here stored a child network (Fisher scores and child share).")
+    changes = weight_changes(store, rows)
+    if changes:
+        st.plotly_chart(figures.weight_change_per_layer(changes), width="stretch")
+
+
+@st.cache_data(max_entries=8, show_spinner="Summarising the study…")
+def _inputs(root: str, run_id: str, status: str, updated: float):
+    """Cached per study state: an unfinished study's masks are re-read only when it moved on."""
+    return study_inputs(store, run_id)
+
+
+source = st.radio("Show", ["a study", "single runs"], horizontal=True, index=0 if studies else 1,
+                  disabled=not (studies and singles))
+if source == "a study" and studies:
+    labels = {f"{r['label'] or 'study'} · {r['status']} ({r['run_id']})": r for r in studies}
+    row = labels[st.selectbox("Study", list(labels))]
+    try:
+        rows, summary, complete = _inputs(str(store.root), row["run_id"], row["status"], row["updated"] or 0.0)
+    except Exception as exc:  # a study without its artefacts: say so
+        show_error(exc)
+        st.stop()
+    if not rows:
+        st.info("This study has not finished a run yet; its results show here as they complete.")
+        st.stop()
+    if not complete:
+        st.warning(f"This study is not finished: {len(rows)} runs so far, summarised as they stand.")
+    st.subheader("Study table: mean ± std and the paired difference to vanilla")
+    st.dataframe(figures.study_table(summary["cells"]), hide_index=True, width="stretch")
+    st.plotly_chart(figures.study_differences(summary["cells"]), width="stretch")
+    if summary.get("transfer"):
+        st.subheader("Domain transfer (no further training)")
+        st.dataframe(figures.transfer_table(summary["transfer"]), hide_index=True, width="stretch")
+    overlap = summary.get("mask_overlap", {})
+    if overlap.get("across_seeds"):
+        st.subheader("Child-D mask overlap")
+        st.plotly_chart(figures.mask_overlap_heatmap(overlap, "seeds"), width="stretch")
+    if overlap.get("across_tasks"):
+        st.plotly_chart(figures.mask_overlap_heatmap(overlap, "tasks"), width="stretch")
+    tasks = sorted({r["task"] for r in rows}, key=str)
+    task = st.selectbox("Task for the per-layer views", tasks, format_func=short)
+    st.subheader(f"Per layer: {short(task)}")
+    per_run_figures([r for r in rows if r["task"] == task])
+else:
+    datasets = sorted({str(r["dataset"]) for r in singles})
+    dataset = st.selectbox("Dataset", datasets, format_func=short)
+    pool = [r["run_id"] for r in store.list(kind="finetune", status="done")
+            if str(r["dataset"]) == dataset and r["method"] in METHOD_ORDER]
+    st.caption(f"{len(pool)} vanilla and Child-Tuning runs of {short(dataset)}; "
+               "weight changes are averaged over seeds.")
+    per_run_figures(finetune_rows(store, pool))

@@ -1,0 +1,182 @@
+"""The Data scale, Probes, Child-Tuning and Compare pages (Streamlit AppTest) against stores filled by real tiny
+runs: each renders without exception and shows the expected runs, traces and tables."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis import jobs
+from analysis.compare import load_predictions, mcnemar, run_label
+from analysis.config import FinetuneConfig
+from analysis.figures import build_figure
+from analysis.store import RunStore
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def page(name: str) -> AppTest:
+    return AppTest.from_file(str(ROOT / "dashboard" / f"{name}.py"), default_timeout=180)
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def titled(specs: list[dict], words: str) -> dict:
+    return next(s for s in specs if words in s["layout"]["title"]["text"])
+
+
+def base_flags(tiny_models, files, **extra) -> dict:
+    train, evaluation = files
+    return {"model": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation), **extra}
+
+
+@pytest.mark.parametrize("name, command", [("scale", "python -m analysis scale"),
+                                           ("probes", "python -m analysis probe"),
+                                           ("child_tuning", "python -m analysis sweep child-tuning"),
+                                           ("compare", "python -m analysis finetune")])
+def test_pages_on_an_empty_store_say_which_command_fills_them(name, command):
+    at = page(name).run()
+    assert not at.exception and command in at.info[0].value and not at.get("plotly_chart")
+
+
+def test_scale_page_shows_a_running_study_then_the_finished_one(tiny_models, sentiment_files, monkeypatch):
+    from analysis.studies.data_scale import ScaleConfig
+
+    base = FinetuneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, lstm_hidden=16))
+    cfg = ScaleConfig(finetune=base, sizes=(20, 30), seeds=(0, 1), arms=("transformer", "lstm"),
+                      transformer_max_epochs=2.0, lstm_max_epochs=2.0)  # 20 and 30 x 2 seeds, the whole 48 x 1 seed
+    real, calls = jobs.execute, {"n": 0}
+
+    def crash_on_fourth(kind, config, *a, **k):
+        calls["n"] += kind == "finetune"
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("simulated kill")
+        return real(kind, config, *a, **k)
+
+    monkeypatch.setattr("analysis.studies.data_scale.execute", crash_on_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        jobs.execute("study-scale", cfg)
+    at = page("scale").run()
+    assert not at.exception and "3 points so far" in at.warning[0].value
+    means = {t["name"]: t["x"] for t in charts(at)[0]["data"] if t.get("mode") == "lines+markers"}
+    assert means == {"transformer": [20], "lstm": [20]}  # (transformer, lstm) x seed 0, then transformer seed 1
+
+    monkeypatch.setattr("analysis.studies.data_scale.execute", real)
+    study = jobs.execute("study-scale", cfg).record
+    at = page("scale").run()
+    assert not at.exception and not at.warning
+    specs = charts(at)
+    assert len(specs) == 2
+    summary = RunStore().load_artifact_json(study.run_id, "summary")
+    fitted = sum(c["ok"] for c in summary["curves"].values())
+    curves = titled(specs, "vs training size")["data"]
+    assert len(curves) == 2 * 2 + 2 * fitted  # band and means per arm, two fit pieces per fitted curve
+    assert {t["name"]: t["x"] for t in curves if t.get("mode") == "lines+markers"} == {
+        "transformer": [20, 30, 48], "lstm": [20, 30, 48]}
+    gap = titled(specs, "Gap to the transformer")["data"]
+    assert [t["name"] for t in gap if t.get("mode") == "lines+markers"] == ["transformer − lstm"]
+    assert [len(at.dataframe[i].value) for i in range(3)] == [2, 6, 10]  # curves, cells, runs
+    assert set(at.dataframe[2].value["run_id"]) == set(study.summary["run_ids"])
+    built = build_figure(RunStore(), "scale-curves", [study.run_id])
+    assert len(built.figure.data) == len(curves) and built.run_ids[0] == study.run_id
+
+
+def test_probes_page_compares_a_pruned_model_and_its_teacher(tiny_models, sentiment_files):
+    from analysis.probes.run import ProbeConfig
+    from analysis.pruning import PruneConfig
+
+    cfg = PruneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=1, batch_size=16,
+                                               method="sparsebert", sparsity=0.5))
+    pruned = jobs.execute("prune", cfg).record
+    teacher = pruned.summary["teacher"]
+    probes = ("fidelity", "cka")
+    runs = [jobs.execute("probe", ProbeConfig(target=t, probes=probes)).record.run_id for t in (pruned.run_id, teacher)]
+
+    at = page("probes").run()
+    assert not at.exception
+    assert len(at.multiselect[0].value) == 2
+    specs = charts(at)
+    bars = titled(specs, "probes per model")["data"]
+    assert len(bars) == 2 and any(f"({pruned.run_id[:8]})" in t["name"] for t in bars)
+    cka = titled(specs, "CKA")["data"]
+    assert len(cka) == 3  # both models against the pre-trained one, only the pruned one against its teacher
+    table = at.dataframe[0].value
+    assert len(table) == 2 and table["teacher agreement"].notna().sum() == 1
+    reasons = at.dataframe[1].value
+    assert list(reasons["probe"]) == ["fidelity"] and "teacher" in reasons["reason"].iloc[0]
+    assert len(build_figure(RunStore(), "probe-cka", runs).figure.data) == 3
+
+
+def test_child_tuning_page_on_a_real_tiny_study(tiny_models, sentiment_files):
+    from analysis.studies.child_tuning_study import ChildTuningStudyConfig
+
+    train, _ = sentiment_files
+    base = FinetuneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=1, batch_size=8))
+    cfg = ChildTuningStudyConfig(finetune=base, tasks=(str(train),), seeds=(0, 1), transfer_from=str(train),
+                                 transfer_to=("mr",), transfer_eval_size=40)
+    study = jobs.execute("study-child-tuning", cfg).record
+
+    at = page("child_tuning").run()
+    assert not at.exception and not at.warning
+    table = at.dataframe[0].value
+    assert sorted(table["method"]) == ["child-d p=0.3", "child-f p=0.3", "vanilla"]
+    assert table["diff_vs_vanilla"].notna().sum() == 2
+    transfer = at.dataframe[1].value
+    assert len(transfer) == 3 and set(transfer["target"]) == {"mr"} and (transfer["seeds"] == 2).all()
+    specs = charts(at)
+    assert len(titled(specs, "Paired difference")["data"]) == 2
+    overlap = titled(specs, "mask overlap across seeds")["data"]
+    assert len(overlap) == 1 and np.array(overlap[0]["z"]).shape == (2, 2)
+    fisher = titled(specs, "Fisher")["data"]
+    assert sorted(t["name"].split()[-1] for t in fisher) == ["seed=0", "seed=1"]
+    assert len(titled(specs, "share of each layer")["data"]) == 2
+    change = titled(specs, "Weight change")["data"]
+    assert len(change) == 5  # three methods, two ratios to vanilla
+
+    at.radio[0].set_value("single runs").run()
+    assert not at.exception
+    assert len(titled(charts(at), "Weight change")["data"]) == 5
+    store = RunStore()
+    expected = (("child-fisher", 2), ("child-share", 2), ("child-weight-change", 5), ("child-mask-overlap", 1))
+    for name, traces in expected:
+        assert len(build_figure(store, name, [study.run_id]).figure.data) == traces, name
+
+
+def test_compare_page_on_real_runs(tiny_models, sentiment_files, tmp_path):
+    ids = []
+    for seed, lr, epochs in ((0, 3e-3, 8), (1, 1e-4, 1), (2, 3e-3, 4)):  # one learns, one does not, one between
+        cfg = FinetuneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=epochs, lr=lr, seed=seed,
+                                                      batch_size=8))
+        ids.append(jobs.execute("finetune", cfg, save_weights=False).record.run_id)
+    other = tmp_path / "other.csv"
+    other.write_text(sentiment_files[0].read_text(encoding="utf-8"), encoding="utf-8")
+    jobs.execute("finetune", FinetuneConfig.from_flat({}, {**base_flags(tiny_models, sentiment_files, epochs=1),
+                                                           "dataset": str(other)}), save_weights=False)
+    store = RunStore()
+
+    at = page("compare").run()
+    assert not at.exception
+    assert len(at.selectbox[0].options) == 2 and at.selectbox[0].value == str(sentiment_files[0])
+    labels = {run_label(r): r["run_id"] for r in store.list() if r["run_id"] in ids}
+    assert set(at.multiselect[0].options) == set(labels) and len(at.multiselect[0].value) == 2
+    picked = [labels[v] for v in at.multiselect[0].value]
+    bars, diffs = charts(at)
+    assert len(bars["data"]) == 2 and len(diffs["data"]) == 1 and len(diffs["data"][0]["y"]) == 1
+    metrics, pairs, flips, config = (at.dataframe[i].value for i in range(4))
+    assert len(metrics) == 2 and len(pairs) == 1
+    a, b = (load_predictions(store, r) for r in picked)
+    expected = mcnemar(a.predicted == a.labels, b.predicted == b.labels)
+    assert pairs["mcnemar_p_exact"].iloc[0] == expected["p_exact"]
+    assert len(flips) == int((a.predicted != b.predicted).sum()) == pairs["flipped"].iloc[0]
+    assert flips["text"].notna().all()
+    assert {"seed", "train.lr"} <= set(config["key"])
+
+    at.multiselect[0].set_value(list(labels)).run()
+    assert not at.exception
+    bars, diffs = charts(at)
+    assert len(bars["data"]) == 3 and len(diffs["data"][0]["y"]) == 3 and len(at.dataframe[1].value) == 3
+    assert len(build_figure(store, "compare-differences", ids).table) == 3
