@@ -32,6 +32,18 @@ def progress_bar(description: str) -> tuple[Callable[[int, int, str], None], Cal
     return update, bar.close
 
 
+def run_with_bar(kind: str, config: Any, label: str, device: str = "auto", artefact: str | None = None,
+                 **execute_kwargs: Any) -> tuple[Outcome, dict[str, Any], Any]:
+    """Execute one experiment under a progress bar; returns (outcome, its JSON, the named artefact or None)."""
+    update, close = progress_bar(label)
+    try:
+        outcome = execute(kind, config, device=device, progress=update, **execute_kwargs)
+    finally:
+        close()
+    stored = RunStore().load_artifact_json(outcome.record.run_id, artefact) if artefact else None
+    return outcome, outcome_json(outcome), stored
+
+
 def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
     parser.add_argument("--no-save-weights", action="store_true", help="do not keep the trained weights")
@@ -70,13 +82,8 @@ def experiment_command(name: str, help: str, config_cls: type, methods: Any) -> 
         if options:
             flags["options"] = {**base.get("options", {}), **options}
         config = config_cls.from_flat(base, flags)
-        update, close = progress_bar(f"{name} {config.data.dataset}")
-        try:
-            outcome = execute(name, config, device=args.device, save_weights=not args.no_save_weights,
-                              progress=update)
-        finally:
-            close()
-        return outcome_json(outcome)
+        return run_with_bar(name, config, f"{name} {config.data.dataset}", args.device,
+                            save_weights=not args.no_save_weights)[1]
 
     command(name, help, describe_outcome)(arguments(add_arguments)(run))
 
@@ -108,14 +115,9 @@ def run_study(kind: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"flag(s) {', '.join('--' + k.replace('_', '-') for k in foreign)} do not apply to the "
                           f"{name} study", fix="see --help")
     config = config_cls.from_flat(base_config(args), given)
-    update, close = progress_bar(name)
-    try:
-        outcome = execute(kind, config, device=args.device, save_weights=not args.no_save_weights, progress=update)
-    finally:
-        close()
-    out = outcome_json(outcome)
+    outcome, out, out["table"] = run_with_bar(kind, config, name, args.device, "table",
+                                              save_weights=not args.no_save_weights)
     store = RunStore()
-    out["table"] = store.load_artifact_json(outcome.record.run_id, "table")
     if "summary.json" in store.artefacts(outcome.record.run_id):
         out["study"] = store.load_artifact_json(outcome.record.run_id, "summary")
     return out
@@ -157,13 +159,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
 
     raw = {"target": args.target, **({"probes": args.probes} if args.probes else {})}
     config = ProbeConfig.from_dict(raw)
-    update, close = progress_bar(f"probe {args.target}")
-    try:
-        outcome = execute("probe", config, device=args.device, progress=update)
-    finally:
-        close()
-    out = outcome_json(outcome)
-    out["probes"] = RunStore().load_artifact_json(outcome.record.run_id, "probes")
+    _, out, out["probes"] = run_with_bar("probe", config, f"probe {args.target}", args.device, "probes")
     return out
 
 

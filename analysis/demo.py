@@ -160,16 +160,9 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
 @command("demo", "a small real study on the embedded default model: fine-tune, pruning sweep, probes, heads")
 @arguments(_demo_arguments)
 def demo(args: argparse.Namespace) -> dict[str, Any]:
-    from .commands import outcome_json, progress_bar
-    from .store import RunStore
+    from .commands import run_with_bar
 
     config = DemoConfig.from_flat(base_config(args), flags_given(args))
-    update, close = progress_bar("demo")
-    try:
-        outcome = execute("demo", config, device=args.device, progress=update)
-    finally:
-        close()
-    out = outcome_json(outcome)
-    out["table"] = RunStore().load_artifact_json(outcome.record.run_id, "table")
+    outcome, out, out["table"] = run_with_bar("demo", config, "demo", args.device, "table")
     out["notes"] = outcome.record.summary.get("notes", [])
     return out

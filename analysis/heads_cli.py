@@ -14,10 +14,9 @@ from .attributions import TruncationWarning, explain_side_by_side
 from .attributions import explain as explain_one
 from .bench import BENCHES, in_subprocess, peak_rss_mb
 from .cli import add_field_flags, arguments, base_config, command, flags_given
-from .commands import outcome_json, progress_bar
+from .commands import run_with_bar
 from .errors import ConfigError
 from .heads_run import HeadsConfig, load_explained
-from .jobs import execute
 from .store import RunStore
 
 
@@ -44,13 +43,7 @@ def describe_heads(result: dict[str, Any]) -> str:
 @arguments(_heads_arguments)
 def heads(args: argparse.Namespace) -> dict[str, Any]:
     config = HeadsConfig.from_flat(base_config(args), {**flags_given(args), "target": args.target})
-    update, close = progress_bar(f"heads {args.target}")
-    try:
-        outcome = execute("heads", config, device=args.device, progress=update)
-    finally:
-        close()
-    out = outcome_json(outcome)
-    out["importance"] = RunStore().load_artifact_json(outcome.record.run_id, "heads")
+    _, out, out["importance"] = run_with_bar("heads", config, f"heads {args.target}", args.device, "heads")
     return out
 
 

@@ -46,16 +46,10 @@ def _is_dead(row: Any, now: float) -> bool:
 
 
 def _process_alive(pid: int | None) -> bool:
-    """True if a process with this id runs on this machine (a live worker that is merely slow to beat)."""
-    if not pid or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """True if another live process (not a zombie) has this id: a worker that is merely slow to beat."""
+    from .processes import process_alive
+
+    return bool(pid) and pid != os.getpid() and process_alive(pid)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -16,7 +16,7 @@ from analysis.pruning import PRUNING_METHODS, PruneConfig
 from analysis.pruning.masks import ScheduledMaskHook, check_masks_fit, magnitude_scores, select
 from analysis.pruning.unstructured import prunable_params
 from analysis.store import RunStore
-from analysis.train import TaskSpec, fit
+from analysis.train import fit
 
 from .conftest import FAMILIES
 
@@ -141,7 +141,7 @@ def test_gates_match_hand_zeroed_heads_and_compaction(tiny_models, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_ffn_compaction_matches_masked_neurons(tiny_models, family, tmp_path):
     model = models.load_encoder_classifier(str(tiny_models[family]), 2)
-    arch, x = Arch(model), batch()
+    x = batch()
     keep = {0: torch.arange(0, 64, 2), 1: torch.arange(10, 40)}
     masked = copy.deepcopy(model)
     with torch.no_grad():
