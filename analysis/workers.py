@@ -128,6 +128,8 @@ class JobQueue:
         if not isinstance(config, EXPERIMENTS.get(kind).config_cls):
             raise ConfigError(f"a {type(config).__name__} is not a {kind} config",
                               fix=f"build it with {EXPERIMENTS.get(kind).config_cls.__name__}")
+        # the worker rebuilds the config from JSON: hash that same config (an int in a float field becomes a float)
+        config = type(config).from_dict(config.to_dict())
         rid = run_id_of(kind, config)  # hashes the data and model: a missing file is reported here
         self.reap()
         existing = self.store.get(rid)

@@ -79,8 +79,12 @@ if source == "a study" and studies:
 else:
     datasets = sorted({str(r["dataset"]) for r in singles})
     dataset = st.selectbox("Dataset", datasets, format_func=short)
+    # like with like: the model and training-set size of this dataset's Child-Tuning runs (not, say, the LSTM
+    # or subsample runs of a data-scale study on the same file)
+    setups = {(r["model"], r["summary"].get("train_examples")) for r in singles if str(r["dataset"]) == dataset}
     pool = [r["run_id"] for r in store.list(kind="finetune", status="done")
-            if str(r["dataset"]) == dataset and r["method"] in METHOD_ORDER]
-    st.caption(f"{len(pool)} vanilla and Child-Tuning runs of {short(dataset)}; "
-               "weight changes are averaged over seeds.")
+            if str(r["dataset"]) == dataset and r["method"] in METHOD_ORDER
+            and (r["model"], r["summary"].get("train_examples")) in setups]
+    st.caption(f"{len(pool)} vanilla and Child-Tuning runs of {short(dataset)} with the same model and training "
+               "examples; weight changes are averaged over seeds.")
     per_run_figures(finetune_rows(store, pool))

@@ -18,6 +18,11 @@ def _store_at(root: str) -> RunStore:
     return RunStore(root)
 
 
+def short_name(value: object) -> object:
+    """A dataset or model as a table shows it: a file or folder path by its last part ('train.csv')."""
+    return value.replace("\\", "/").rstrip("/").split("/")[-1] if isinstance(value, str) and "/" in value else value
+
+
 def show_error(exc: Exception) -> None:
     """A message with the fix, never a raw traceback."""
     message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"

@@ -9,7 +9,7 @@ import streamlit as st
 
 from analysis.export import bundle_zip, prepare_figure
 from analysis.figures.registry import FIGURES, NotApplicable, build_figure, expand_runs, figures_for
-from dashboard.common import get_store, show_error
+from dashboard.common import get_store, short_name, show_error
 from dashboard.widgets import MIME, file_downloads, options_form
 
 st.title("Export figures and tables")
@@ -24,7 +24,8 @@ if not finished:
 
 
 def run_label(row: dict) -> str:
-    bits = [row["kind"], row["method"] or "", row["dataset"] or "", f"seed {row['seed']}" if row["seed"] is not None else ""]
+    bits = [row["kind"], row["method"] or "", short_name(row["dataset"]) or "",
+            f"seed {row['seed']}" if row["seed"] is not None else ""]
     return " · ".join(b for b in bits if b) + f" ({row['run_id']})"
 
 

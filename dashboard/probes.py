@@ -35,7 +35,12 @@ except Exception as exc:  # a probe run without its artefact (e.g. imported part
 
 st.subheader("Probe table")
 st.dataframe(figures.probe_table(results), hide_index=True, width="stretch")
-st.plotly_chart(figures.probe_bars(results), width="stretch")
+bars = figures.probe_bars(results)
+if any(y is not None and y == y for trace in bars.data for y in (trace.y or ())):  # y == y: not NaN
+    st.plotly_chart(bars, width="stretch")
+else:  # e.g. only CKA was probed: an empty bar chart says nothing
+    st.caption("None of these runs ran a probe drawn as bars (teacher agreement, transfer, STS-B, masked tokens); "
+               "the table above has what they measured.")
 
 st.subheader("Representation similarity")
 if any(p.get("cka", {}).get("applicable") for p in results.values()):

@@ -10,7 +10,7 @@ from analysis.demo import DemoConfig
 from analysis.errors import PruneScopeError
 from analysis.tables import runs_table
 from analysis.workers import JobQueue, delete_run, rerun
-from dashboard.common import get_store, show_error
+from dashboard.common import get_store, short_name, show_error
 from dashboard.queue_view import REFRESH_SECONDS, show_queue
 
 DEMO_COMMAND = "python -m analysis demo"
@@ -18,9 +18,10 @@ DEMO_COMMAND = "python -m analysis demo"
 
 def first_run(store) -> None:
     """The empty-store panel: what to do first, and the demo study as one click through the queue."""
-    st.info("The store is empty. Start a run from the Launch page or a terminal, e.g. "
-            "`python -m analysis finetune --model default --dataset sst2 --train-size 2000 --epochs 1`, "
-            "or load the reference studies with `python -m analysis import results/`.")
+    st.info("The store is empty. Start a run from the Launch page or a terminal, or load the reference studies "
+            "(a pruning sweep on SST-2) that come with the code:")
+    st.code("python -m analysis finetune --model default --dataset sst2 --train-size 2000 --epochs 1\n"
+            "python -m analysis import results/", language=None)
     st.markdown("**Quick tour.** The demo is a small real study on the embedded model: a fine-tune on 2,000 SST-2 "
                 "sentences, a pruning sweep (SparseBERT, gradual magnitude, small-dense at 50% and 90%), probes "
                 "and head importance. It runs in a background worker (about 15 minutes on 2 cores, to be "
@@ -55,17 +56,18 @@ def manage(store, rows: list[dict]) -> None:
     st.subheader("Delete or re-run")
     names = {r["run_id"]: f"{r['run_id']} · {r['label'] or r['kind']} · {r['status']}" for r in rows}
     picked = st.selectbox("Run", list(names), format_func=names.get, key="runs:pick")
-    left, right, _ = st.columns([1, 1, 4])
-    if left.button("Re-run…", key="runs:rerun", help="delete this record, then queue the same config again"):
+    buttons = st.container(horizontal=True)
+    if buttons.button("Re-run…", key="runs:rerun", help="delete this record, then queue the same config again"):
         st.session_state["runs:confirm"] = ("re-run", picked)
-    if right.button("Delete…", key="runs:delete", help="delete the record, metrics, artefacts and weights"):
+    if buttons.button("Delete…", key="runs:delete", help="delete the record, metrics, artefacts and weights"):
         st.session_state["runs:confirm"] = ("delete", picked)
     action, target = st.session_state.get("runs:confirm") or (None, None)
     if target != picked:
         return
     st.warning(f"{action.capitalize()} run `{target}`? Its record, metrics, artefacts and weights are deleted"
                + (" and its config is queued again." if action == "re-run" else "."))
-    yes, no, _ = st.columns([1, 1, 4])
+    answer = st.container(horizontal=True)
+    yes, no = answer.container(width="content"), answer.container(width="content")
     if no.button("Keep it", key="runs:no"):
         del st.session_state["runs:confirm"]
         st.rerun()
@@ -100,6 +102,7 @@ if not rows:
     st.stop()
 
 table = runs_table(rows)
+table["dataset"], table["model"] = table["dataset"].map(short_name), table["model"].map(short_name)
 left, mid, right = st.columns(3)
 kinds = left.multiselect("Kind", sorted(table["kind"].unique()))
 statuses = mid.multiselect("Status", sorted(table["status"].unique()))
@@ -109,9 +112,13 @@ for column, chosen in (("kind", kinds), ("status", statuses), ("dataset", datase
     if chosen:
         shown = shown[shown[column].isin(chosen)]
 
-st.caption(f"{len(shown)} of {len(table)} runs in `{store.root}`")
+active = any(r["status"] in ("running", "queued") for r in rows)
+st.caption(f"{len(shown)} of {len(table)} runs in `{store.root}` (dataset and model paths shown by their last part)")
 st.dataframe(shown, hide_index=True, width="stretch",
-             column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0)})
+             column_order=[c for c in shown.columns if c != "progress" or active],  # bars only while work runs
+             column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0),
+                            "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+                            "value": st.column_config.NumberColumn("value", format="%.4f")})
 
 live_progress(store, any(r["status"] == "running" for r in rows))
 failed = [r for r in rows if r["status"] in ("failed", "interrupted")]

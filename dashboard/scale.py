@@ -7,7 +7,7 @@ import streamlit as st
 
 from analysis import figures
 from analysis.figures.scale import scale_metric, study_inputs
-from dashboard.common import get_store, show_error
+from dashboard.common import get_store, short_name, show_error
 
 st.title("Data scale: pretrained transformer vs LSTM")
 store = get_store()
@@ -29,7 +29,7 @@ def _inputs(root: str, run_id: str, status: str, updated: float):
     return study_inputs(store, run_id)
 
 
-labels = {f"{r['dataset']} · {r['label'] or 'study'} · {r['status']} ({r['run_id']})": r for r in studies}
+labels = {f"{short_name(r['dataset'])} · {r['label'] or 'study'} · {r['status']} ({r['run_id']})": r for r in studies}
 row = labels[st.selectbox("Study", list(labels))]
 try:
     rows, summary, complete = _inputs(str(store.root), row["run_id"], row["status"], row["updated"] or 0.0)

@@ -7,27 +7,38 @@ import streamlit as st
 
 from analysis import figures
 from analysis.tables import prune_rows
-from dashboard.common import get_store, show_error
+from dashboard.common import get_store, short_name, show_error
 
 st.title("Sparsity per layer")
 store = get_store()
-pruned = prune_rows(store.list())
+rows = store.list()
+pruned = prune_rows(rows)
 if not pruned:
     st.info("No finished pruning runs yet. Start one with `python -m analysis prune --method sparsebert --sparsity 0.9`.")
     st.stop()
 
-labels = {f"{r['method']} s={r['sparsity']:g} seed={r['seed']} ({r['run_id']})": r["run_id"] for r in pruned}
-picked = st.multiselect("Runs (up to 4)", list(labels), default=list(labels)[:2], max_selections=4)
+models = {r["run_id"]: r["model"] for r in rows}
+labels = {f"{r['method']} s={r['sparsity']:g} seed={r['seed']} · {short_name(r['dataset'])} ({r['run_id']})": r
+          for r in pruned}
+# side by side on one colour scale: by default the newest run and the next one of the same model and dataset
+newest = pruned[0]
+alike = [lbl for lbl, r in labels.items() if (r["dataset"], models.get(r["run_id"])) ==
+         (newest["dataset"], models.get(newest["run_id"]))]
+picked = st.multiselect("Runs (up to 4)", list(labels), default=alike[:2], max_selections=4)
 if not picked:
+    st.info("Pick one or more pruned runs.")
     st.stop()
 try:
-    reports = {label.split(" (")[0]: store.load_artifact_json(labels[label], "sparsity") for label in picked}
+    reports = {label.rsplit(" (", 1)[0]: store.load_artifact_json(labels[label]["run_id"], "sparsity")
+               for label in picked}
 except Exception as exc:  # an imported run may lack the artefact: say so, don't crash
     show_error(exc)
     st.stop()
 
 st.plotly_chart(figures.sparsity_heatmap(reports), width="stretch")
 first = next(iter(reports))
+if len(reports) > 1:
+    st.caption(f"Per layer, for the first run picked: {first}")
 st.plotly_chart(figures.parameter_bars(reports[first]), width="stretch")
 summary = pd.DataFrame([{"run": name, "encoder sparsity": r["encoder_sparsity"], "whole-model sparsity": r["model_sparsity"],
                          "non-zero params": r["nonzero_params"], "masked zeros": r["masked_zeros"],

@@ -56,11 +56,11 @@ def zip_bytes(files: Mapping[str, bytes]) -> bytes:
 
 def download_buttons(files: Mapping[str, bytes], name: str, key: str) -> None:
     """One download button per file, plus a zip of them all."""
-    columns = st.columns(min(4, len(files) + 1))
-    for i, (file_name, data) in enumerate(files.items()):
+    row = st.container(horizontal=True)  # buttons as wide as their file names, wrapping: no name is cut
+    for file_name, data in files.items():
         ext = file_name.rsplit(".", 1)[-1]
-        columns[i % len(columns)].download_button(file_name, data, file_name=file_name, mime=MIME.get(ext),
-                                                  key=f"{key}-dl-{file_name}", on_click="ignore")
+        row.download_button(file_name, data, file_name=file_name, mime=MIME.get(ext), key=f"{key}-dl-{file_name}",
+                            on_click="ignore")
     st.download_button(f"All as {name}.zip", zip_bytes(files), file_name=f"{name}.zip", mime=MIME["zip"],
                        key=f"{key}-dl-zip", on_click="ignore", type="primary")
 

@@ -150,3 +150,21 @@ def test_rerun_deletes_the_failed_record_and_queues_its_config(tiny_models, sent
     sub = workers.rerun(store, rid)
     assert sub.run_id == rid and sub.status == "queued" and store.get(rid) is None
     assert JobQueue(store).cancel(rid) == "cancelled"
+
+
+def test_a_submitted_id_is_the_id_the_worker_stores(tiny_models, sentiment_files, monkeypatch):
+    """A config holding an int in a float field is hashed as the worker will rebuild it from JSON."""
+    import dataclasses
+
+    from analysis.jobs import run_id
+
+    monkeypatch.setenv("PRUNESCOPE_WORKERS", "0")
+    config = tiny_finetune(tiny_models, sentiment_files)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=1))  # an int
+    submitted = workers.submit("finetune", config)
+    import json
+    import sqlite3
+
+    with sqlite3.connect(RunStore().root / "index.sqlite") as db:
+        (raw,) = db.execute("SELECT config FROM jobs WHERE run_id=?", (submitted,)).fetchone()
+    assert submitted == run_id("finetune", FinetuneConfig.from_dict(json.loads(raw)))
