@@ -210,6 +210,8 @@ class ModelConfig(ConfigBase):
     lstm_embeddings: str = "random"  # random | pretrained (copied from the tokenizer's model)
     lstm_embedding_dim: int | None = None  # None: the pretrained model's width
     lstm_dropout: float = 0.1
+    lstm_sparse_embeddings: bool = True  # sparse embedding gradients: AdamW updates only the rows a batch used
+    lstm_special_tokens: bool = False  # feed the tokenizer's [CLS]/[SEP] (first/last token) to the LSTM too
 
     def validate(self) -> None:
         check(bool(self.model.strip()), "model", "the model name is empty", "pass --model default or a path")

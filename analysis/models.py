@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -16,9 +15,10 @@ import torch
 from torch import nn
 
 from . import settings
-from .arch import Arch, family_of
+from .arch import family_of
 from .config import ModelConfig
 from .errors import ModelError
+from .lstm import ClassifierOutput, LSTMClassifier, build_lstm, project_embeddings  # noqa: F401 (re-exported)
 
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 
@@ -170,69 +170,6 @@ def fingerprint(name: str) -> str:
         with open(file, "rb") as fh:  # the header holds every tensor's name, dtype, shape and offsets
             digest.update(fh.read(1 << 16))
     return digest.hexdigest()[:16]
-
-
-# ----------------------------------------------------------------------------------------------
-# The BiLSTM baseline
-
-
-@dataclass
-class ClassifierOutput:
-    logits: torch.Tensor
-
-
-class LSTMClassifier(nn.Module):
-    """Embeddings -> (Bi)LSTM -> max-pool over time -> linear. Same call signature as a HF classifier."""
-
-    def __init__(self, vocab_size: int, pad_id: int, num_labels: int, embedding_dim: int, hidden: int,
-                 layers: int, bidirectional: bool, dropout: float):
-        super().__init__()
-        self.config = {"vocab_size": vocab_size, "pad_id": pad_id, "num_labels": num_labels,
-                       "embedding_dim": embedding_dim, "hidden": hidden, "layers": layers,
-                       "bidirectional": bidirectional, "dropout": dropout}
-        self.embeddings = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
-        self.lstm = nn.LSTM(embedding_dim, hidden, num_layers=layers, bidirectional=bidirectional,
-                            batch_first=True, dropout=dropout if layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(hidden * (2 if bidirectional else 1), num_labels)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: object) -> ClassifierOutput:
-        lengths = attention_mask.sum(1).clamp(min=1).cpu()
-        x = self.dropout(self.embeddings(input_ids))
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=input_ids.shape[1])
-        out = out.masked_fill(~attention_mask.bool().unsqueeze(-1), float("-inf")).amax(1)
-        return ClassifierOutput(self.classifier(self.dropout(out)))
-
-
-def build_lstm(cfg: ModelConfig, tokenizer, num_labels: int) -> LSTMClassifier:
-    """An LSTM on `cfg.tokenizer`'s vocabulary, embeddings random or copied from that model (PCA-projected)."""
-    source = None
-    if cfg.lstm_embeddings == "pretrained":
-        encoder = load_encoder_classifier(cfg.tokenizer, 2)
-        source = Arch(encoder).word_embeddings().weight.detach().float()
-    dim = cfg.lstm_embedding_dim or (source.shape[1] if source is not None else 300)
-    model = LSTMClassifier(len(tokenizer), tokenizer.pad_token_id or 0, num_labels, dim, cfg.lstm_hidden,
-                           cfg.lstm_layers, cfg.lstm_bidirectional, cfg.lstm_dropout)
-    if source is not None:
-        with torch.no_grad():
-            model.embeddings.weight.copy_(project_embeddings(source[: len(tokenizer)], dim))
-    return model
-
-
-def project_embeddings(weight: torch.Tensor, dim: int) -> torch.Tensor:
-    """Copy when widths match; otherwise project onto the top `dim` principal directions (scale kept)."""
-    if weight.shape[1] == dim:
-        return weight.clone()
-    if dim > weight.shape[1]:
-        raise ModelError(
-            f"lstm_embedding_dim={dim} is wider than the pretrained embeddings ({weight.shape[1]})",
-            fix=f"use lstm_embedding_dim <= {weight.shape[1]} or leave it unset",
-        )
-    centred = weight - weight.mean(0, keepdim=True)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)
-    return centred @ v[:dim].T
 
 
 def build_model(cfg: ModelConfig, num_labels: int) -> tuple[nn.Module, object]:

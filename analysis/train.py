@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -22,6 +22,7 @@ from torch import nn
 
 from . import metrics as task_metrics
 from .config import TrainConfig
+from .sparse_optim import LazyAdamW, clip_grad_norm_, sparse_parameters
 from .tokens import Encoded, accepts_token_types, iterate
 
 ProgressFn = Callable[[int, int, str], None]
@@ -105,12 +106,16 @@ def task_loss(outputs: Any, labels: torch.Tensor, task: TaskSpec) -> torch.Tenso
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; biases and LayerNorm weights get no weight decay (the usual BERT recipe)."""
+    """AdamW; biases and LayerNorm weights get no weight decay (the usual BERT recipe). Embedding tables with
+    sparse gradients (the LSTM's) get the lazy row-wise update of `sparse_optim.LazyAdamW`."""
+    lazy = {id(p) for p in sparse_parameters(model)}
     decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if p.requires_grad:
+        if p.requires_grad and id(p) not in lazy:
             (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if lazy:
+        return LazyAdamW(groups, sparse_parameters(model), cfg.lr, cfg.weight_decay, fused=cfg.fused_optimizer)
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=cfg.fused_optimizer)
 
 
@@ -211,7 +216,7 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
                     loss = hook.loss(state, batch, labels, outputs, plain, loss)
             loss.backward()
             if cfg.max_grad_norm > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                clip_grad_norm_(model.parameters(), cfg.max_grad_norm)  # torch's, unless a gradient is sparse
             for hook in hooks:
                 hook.before_step(state)
             optimizer.step()
