@@ -20,7 +20,7 @@ setup: $(STAMP)
 app: $(STAMP)   ## install, then start the dashboard on the embedded default model
 	-$(PY) -m analysis import results --if-empty
 	$(PY) -m streamlit run app.py --server.address $(ADDRESS) --server.port $(PORT) --server.headless true \
-	    --browser.gatherUsageStats false
+	    --browser.gatherUsageStats false --client.toolbarMode minimal
 
 test: $(STAMP)  ## install, then run the whole test suite (slow real-model tests included)
 	$(PY) -m pytest -q -ra

@@ -95,7 +95,10 @@ def templates(store: RunStore, results: Path) -> list[str]:
     """Every real record to copy, as one JSON line each: the reference results plus the tiny runs in `store`."""
     lines = [line for file in sorted(results.rglob("runs.jsonl")) for line in file.read_text().splitlines() if line]
     lines += [json.dumps(export_entry(store, r["run_id"])) for r in store.list(status="done")]
-    return lines
+    unique: dict[str, str] = {}  # a run shared by two exported studies is one run
+    for line in lines:
+        unique.setdefault(json.loads(line)["run_id"], line)
+    return list(unique.values())
 
 
 def _new_id(old: str, copy: int) -> str:

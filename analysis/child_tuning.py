@@ -127,6 +127,13 @@ class ChildFHook(GradientMaskHook):
     def scale(self) -> float:
         return 1.0 / self.p
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "kept": self.kept}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.kept = state["kept"]
+
 
 class ChildDHook(GradientMaskHook):
     def __init__(self, params: dict[str, nn.Parameter], fixed: dict[str, torch.Tensor], strict: bool):
@@ -135,6 +142,12 @@ class ChildDHook(GradientMaskHook):
 
     def masks(self, state: TrainState) -> dict[str, torch.Tensor]:
         return {n: m for n, m in self.fixed.items() if self.params[n].grad is not None}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": self.fixed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.fixed = {n: m.to(self.params[n].device) for n, m in state["masks"].items()}
 
 
 def encoder_params(model: nn.Module) -> dict[str, nn.Parameter]:

@@ -12,6 +12,7 @@ from .errors import ConfigError
 from .data import dataset_names, get_card
 from .finetune import FINETUNE_METHODS, option_flags
 from .pruning import PRUNING_METHODS, PruneConfig
+from .executors import add_executor_flags, executor_from_args
 from .jobs import EXPERIMENTS, Outcome, execute
 from .store import RunStore
 
@@ -115,8 +116,10 @@ def run_study(kind: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"flag(s) {', '.join('--' + k.replace('_', '-') for k in foreign)} do not apply to the "
                           f"{name} study", fix="see --help")
     config = config_cls.from_flat(base_config(args), given)
-    outcome, out, out["table"] = run_with_bar(kind, config, name, args.device, "table",
-                                              save_weights=not args.no_save_weights)
+    with executor_from_args(args) as executor:  # --executor local|ray: where the member runs execute
+        outcome, out, out["table"] = run_with_bar(kind, config, name, args.device, "table",
+                                                  save_weights=not args.no_save_weights)
+    out["executor"] = {"name": executor.name, **executor.stats}
     store = RunStore()
     if "summary.json" in store.artefacts(outcome.record.run_id):
         out["study"] = store.load_artifact_json(outcome.record.run_id, "summary")
@@ -127,6 +130,7 @@ def _sweep_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study", choices=sorted(SWEEPS), help="which sweep")
     add_field_flags(parser, study_flags(list(SWEEPS.values())), "sweep")
     add_runtime_flags(parser)
+    add_executor_flags(parser)
 
 
 @command("sweep", "run a resumable sweep (pruning: methods x sparsities x seeds; child-tuning)", describe_outcome)
@@ -138,6 +142,7 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
 def _scale_arguments(parser: argparse.ArgumentParser) -> None:
     add_field_flags(parser, study_flags(["study-scale"]), "data-scale study")
     add_runtime_flags(parser)
+    add_executor_flags(parser)
 
 
 @command("scale", "the data-scale study: metric vs training size, transformer vs LSTMs", describe_outcome)
@@ -149,6 +154,7 @@ def scale(args: argparse.Namespace) -> dict[str, Any]:
 def _probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a run id, or 'default' for the original pre-trained model")
     parser.add_argument("--probes", help="comma-separated (default: all): fidelity,cka,transfer,layer-probe,mlm")
+    parser.add_argument("--task", help="the task of the layer probe for 'default' (a run uses its own task)")
     add_runtime_flags(parser)
 
 
@@ -157,7 +163,8 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
 def probe(args: argparse.Namespace) -> dict[str, Any]:
     from .probes.run import ProbeConfig
 
-    raw = {"target": args.target, **({"probes": args.probes} if args.probes else {})}
+    raw = {"target": args.target, **({"probes": args.probes} if args.probes else {}),
+           **({"task": args.task} if args.task else {})}
     config = ProbeConfig.from_dict(raw)
     _, out, out["probes"] = run_with_bar("probe", config, f"probe {args.target}", args.device, "probes")
     return out
@@ -234,3 +241,22 @@ def datasets(args: argparse.Namespace) -> dict[str, Any]:
     cards = [get_card(n) for n in dataset_names()]
     return {"datasets": [{"name": c.name, "title": c.title, "task": c.task, "metrics": list(c.metrics),
                           "splits": list(c.splits), "labels": list(c.labels or [])} for c in cards]}
+
+
+def _resume_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", help="an interrupted or failed run (see `runs --status interrupted`)")
+    add_runtime_flags(parser)
+
+
+@command("resume", "continue an interrupted or failed run from its last checkpoint", describe_outcome)
+@arguments(_resume_arguments)
+def resume(args: argparse.Namespace) -> dict[str, Any]:
+    from .jobs import resume as resume_run
+
+    update, close = progress_bar(f"resume {args.run_id}")
+    try:
+        outcome = resume_run(args.run_id, device=args.device, save_weights=not args.no_save_weights, progress=update)
+    finally:
+        close()
+    record = RunStore().record(outcome.record.run_id)
+    return {**outcome_json(outcome), "resumed": outcome.resumed, "resumed_from": record.get("resumed_from")}

@@ -34,9 +34,12 @@ class ConfigBase:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None, where: str = "config") -> "ConfigBase":
+        if raw is not None and not isinstance(raw, Mapping):
+            raise ConfigError(f"expected a mapping of keys to values, got {raw!r:.80}", where=where,
+                              fix="write `key: value` pairs (see --help for the keys)")
         raw = dict(raw or {})
         known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(raw) - set(known))
+        unknown = sorted(set(raw) - set(known), key=repr)
         if unknown:
             raise ConfigError(
                 f"unknown key(s) {', '.join(map(repr, unknown))}",
@@ -94,10 +97,18 @@ def nest_flat(cls: type, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Accept both nested keys ({'data': {'dataset': ...}}) and flat ones ({'dataset': ...})."""
     flat = cls.flat_fields()
     groups = {f.name for f in fields(cls) if _dataclass_type(typing.get_type_hints(cls)[f.name])}
+    if raw is not None and not isinstance(raw, Mapping):
+        raise ConfigError(f"expected a mapping of keys to values, got {raw!r:.80}", where=where,
+                          fix="write `key: value` pairs (see --help for the keys)")
     nested: dict[str, Any] = {}
-    for key, value in raw.items():
+    for key, value in (raw or {}).items():
+        if not isinstance(key, str):
+            raise ConfigError(f"key {key!r} is not a name", where=where, fix="keys are field names, e.g. epochs")
         key = key.replace("-", "_")
-        if key in groups and isinstance(value, Mapping):
+        if key in groups and key not in flat and not isinstance(value, Mapping):
+            raise ConfigError(f"{key!r} must be a mapping of its fields, got {value!r:.80}", where=where,
+                              fix=f"write `{key}:` with indented `field: value` lines, or use flat keys")
+        if key in groups and isinstance(value, Mapping):  # 'model' is a group and a flat field too
             nested.setdefault(key, {}).update(value)
         elif key in flat:
             path = flat[key].path
@@ -156,7 +167,7 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"expected a mapping, got {value!r}", where=where)
-        return dict(value)
+        return _plain(value, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -180,6 +191,22 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"expected a string, got {value!r}", where=where)
         return str(value)
     return value
+
+
+def _plain(value: Any, where: str) -> Any:
+    """A free-form mapping field (method options) as plain JSON data: string keys, finite numbers."""
+    if isinstance(value, Mapping):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"key {bad[0]!r} is not a name", where=where, fix="keys are option names, e.g. p")
+        return {k: _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"expected a finite number, got {value!r}", where=where)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise ConfigError(f"expected plain data (text, numbers, lists, mappings), got {value!r:.80}", where=where)
 
 
 def _is_intlike(value: Any) -> bool:
@@ -286,6 +313,7 @@ class TrainConfig(ConfigBase):
     holdout_fraction: float = 0.0  # > 0: hold out this share of the training data to pick the best epoch
     patience: int = 0  # > 0: stop after this many epochs without improvement on the held-out part
     fused_optimizer: bool = False  # torch's fused AdamW kernel (2x faster steps for the LSTM's big embedding)
+    checkpoint_every: int = 0  # checkpoints at epoch boundaries; N > 0: also every N steps; -1: none
 
     def validate(self) -> None:
         check(0 <= self.holdout_fraction < 0.5, "holdout_fraction", f"got {self.holdout_fraction}",
@@ -300,6 +328,8 @@ class TrainConfig(ConfigBase):
         check(self.weight_decay >= 0, "weight_decay", f"got {self.weight_decay}", "use a value >= 0")
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"got {self.warmup_ratio}", "use a value in [0, 1)")
         check(self.max_grad_norm >= 0, "max_grad_norm", f"got {self.max_grad_norm}", "use 0 to turn clipping off")
+        check(self.checkpoint_every >= -1, "checkpoint_every", f"got {self.checkpoint_every}",
+              "use 0 (epoch boundaries), N > 0 (also every N steps) or -1 (no checkpoints)")
 
 
 @dataclass(frozen=True)

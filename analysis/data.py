@@ -6,10 +6,8 @@ Sources are tried in order: an explicit file path the user gives; the local data
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,12 +17,10 @@ import numpy as np
 
 from . import settings
 from .config import DataConfig
+from .datafiles import delimiter_hint, read_rows  # noqa: F401 (read_rows is re-exported)
 from .errors import DataError
 
-MAX_FILE_BYTES = 2 * 1024**3
-MAX_FIELD_CHARS = 1_000_000
 TASKS = ("classification", "regression", "unlabeled")
-csv.field_size_limit(MAX_FIELD_CHARS)
 
 
 @dataclass(frozen=True)
@@ -134,76 +130,7 @@ def is_user_file(dataset: str) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Reading files
-
-
-def read_rows(path: Path, columns: Sequence[str] | None = None, fmt: str | None = None) -> list[dict[str, Any]]:
-    """Read CSV/TSV/JSONL/lines into dicts, with clear errors on size, encoding and structure."""
-    if not path.is_file():
-        raise DataError(f"file {str(path)!r} does not exist", fix="check the path or PRUNESCOPE_DATA")
-    size = path.stat().st_size
-    if size == 0:
-        raise DataError(f"file {path} is empty", fix="give a file with a header row and data rows")
-    if size > MAX_FILE_BYTES:
-        raise DataError(f"file {path} is {size / 1e9:.1f} GB, over the 2 GB limit", fix="split the file")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path} is not UTF-8 (bad byte at line {line})", fix="re-save the file as UTF-8"
-        ) from None
-    fmt = fmt or {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "lines"}.get(
-        path.suffix.lower(), "tsv"
-    )
-    if fmt == "jsonl":
-        return _read_jsonl(text, path)
-    if fmt == "lines":
-        return [{(columns or ("text",))[0]: line.strip()} for line in text.split("\n") if line.strip()]
-    return _read_delimited(text, path, "\t" if fmt == "tsv" else ",", columns)
-
-
-def _read_jsonl(text: str, path: Path) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(text.split("\n"), 1):  # not splitlines: JSON strings may hold U+2028
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {n} is not valid JSON ({exc.msg})", fix="one JSON object per line") from None
-        if not isinstance(row, dict):
-            raise DataError(f"{path} line {n} is not a JSON object", fix="one JSON object per line")
-        rows.append(row)
-    return rows
-
-
-def _read_delimited(text: str, path: Path, delimiter: str, columns: Sequence[str] | None) -> list[dict[str, Any]]:
-    # GLUE files contain stray quote characters: quoting must be off for TSV.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    try:
-        reader = csv.reader(io.StringIO(text), delimiter=delimiter, quoting=quoting)
-        rows = list(reader)
-    except csv.Error as exc:
-        raise DataError(f"cannot parse {path}: {exc}", fix="check the delimiter and quoting") from None
-    header = list(columns) if columns else (rows.pop(0) if rows else [])
-    header = [h.strip() for h in header]
-    out = []
-    for n, row in enumerate(rows, 1 if columns else 2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) < len(header):
-            # A short row: keep it (missing cells become "") so the column checks can name it.
-            row = row + [""] * (len(header) - len(row))
-        record = dict(zip(header, row))
-        record["__line__"] = n
-        out.append(record)
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Turning rows into a TextDataset
+# Turning rows into a TextDataset (rows come from datafiles.read_rows: size, encoding and line checks)
 
 
 def rows_to_dataset(
@@ -220,7 +147,7 @@ def rows_to_dataset(
     if missing:
         shown = sorted(c for c in present if c != "__line__")
         raise DataError(
-            f"column(s) {missing} not found in {origin}; the file has {shown}",
+            f"column(s) {missing} not found in {origin}; the file has {shown}{delimiter_hint(shown)}",
             where=f"{card.name}/{split}",
             fix="map the columns with --text-columns and --label-column",
         )
@@ -245,24 +172,37 @@ def _text(row: dict[str, Any], column: str, origin: str) -> str:
     return value.strip()
 
 
+def label_value(row: dict[str, Any], column: str, origin: str, fallback: int) -> Any:
+    """The row's label cell; a missing or empty one is an error naming the line (JSONL rows may lack keys)."""
+    value = row.get(column)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(f"no {column!r} value at line {_line(row, fallback)} of {origin}",
+                        fix="fill in the label of that row, or remove the row")
+    return value
+
+
 def _labels(rows: list[dict[str, Any]], column: str, card: DatasetCard, origin: str) -> np.ndarray:
     if card.task == "regression":
         out = np.empty(len(rows), dtype=np.float32)
         for i, row in enumerate(rows):
+            value = label_value(row, column, origin, i + 1)
             try:
-                out[i] = float(row[column])
-            except (TypeError, ValueError):
+                number = float(value)
+            except (TypeError, ValueError, OverflowError):
+                number = math.nan
+            if isinstance(value, bool) or not math.isfinite(number) or abs(number) > 1e38:  # float32 range
                 raise DataError(
-                    f"label {row[column]!r} at line {_line(row, i + 1)} of {origin} is not a number",
-                    fix="regression labels must be numbers",
-                ) from None
+                    f"label {value!r} at line {_line(row, i + 1)} of {origin} is not a finite number",
+                    fix="regression labels must be finite numbers",
+                )
+            out[i] = number
         return out
     assert card.labels is not None
     index = {label: i for i, label in enumerate(card.labels)}
     numeric_ids = not all(lab.lstrip("-").isdigit() for lab in card.labels)
     out = np.empty(len(rows), dtype=np.int64)
     for i, row in enumerate(rows):
-        value = row[column]
+        value = label_value(row, column, origin, i + 1)
         if numeric_ids and isinstance(value, int) and 0 <= value < len(card.labels):
             value = card.labels[value]  # hub datasets store class ids, our cards store names
         key = str(value).strip()

@@ -241,6 +241,13 @@ class DistillHook(Hook):
         return TeacherOutputs(_bf16_round(out.logits), [_bf16_round(h) for h in out.hidden],
                               [_bf16_round(s) for s in out.scores])
 
+    def state_dict(self) -> dict[str, Any]:
+        # the teacher is fixed and its cached outputs are recomputed on demand: only the matching and last terms
+        return {"layer_map": list(self.layer_map or []), "last_terms": self.last_terms}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.layer_map, self.last_terms = list(state["layer_map"]), dict(state["last_terms"])
+
     def on_train_end(self, state: TrainState) -> None:
         self.student_capture.remove()
         self.teacher_capture.remove()

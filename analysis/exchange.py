@@ -7,6 +7,9 @@ keeps its full config, seed, versions and metrics, so `reproduce` can run it aga
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -14,6 +17,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import StoreError
+from .paths import check_run_id, child
 from .store import RunStore, write_atomic, write_json
 
 MAX_ARTEFACT_BYTES = 2_000_000  # JSON artefacts larger than this (none today) stay out of results/
@@ -66,28 +70,80 @@ def import_runs(store: RunStore, folder: Path) -> dict[str, Any]:
         raise StoreError(f"no runs.jsonl under {folder}", fix="point at a results/ folder written by export")
     added = skipped = 0
     for file in files:
-        for n, line in enumerate(file.read_text().splitlines(), 1):
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise StoreError(f"{file} is not UTF-8 text", fix="re-export the results") from None
+        for n, line in enumerate(lines, 1):
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 raise StoreError(f"{file} line {n} is not valid JSON", fix="re-export the results") from None
+            _check_entry(entry, f"{file} line {n}")
+            check_run_id(entry.get("run_id"), f"{file} line {n}: run id")
             if store.get(entry["run_id"]) is not None:
                 skipped += 1
                 continue
-            import_entry(store, entry)
+            import_entry(store, entry, f"{file} line {n}")
             added += 1
     return {"added": added, "skipped": skipped, "files": [str(f) for f in files]}
 
 
-def import_entry(store: RunStore, entry: dict[str, Any]) -> None:
+def import_entry(store: RunStore, entry: dict[str, Any], where: str = "entry") -> None:
+    """Write the run's folder under a temporary name, move it into place, then index it: a crash leaves no half run."""
+    _check_entry(entry, where)
     rid, record = entry["run_id"], entry["record"]
     run_dir = store.run_dir(rid)
-    for name, obj in entry["artefacts"].items():
-        write_json(run_dir / "artefacts" / name, obj)
-    for name, arrays in entry.get("arrays", {}).items():
-        store.save_arrays(rid, name, {k: np.asarray(v["data"], dtype=v["dtype"]).reshape(v["shape"])
-                                      for k, v in arrays.items()})
-    history = "".join(json.dumps(h) + "\n" for h in entry.get("history", []))
-    write_atomic(run_dir / "metrics.jsonl", history.encode())
-    write_json(run_dir / "record.json", {**record, "imported": time.time()})
+    if run_dir.exists():
+        raise StoreError(f"{where}: folder {run_dir} exists but run {rid} is not in the index",
+                         fix="run `python -m analysis check-store` and remove the stray folder")
+    staging = Path(tempfile.mkdtemp(dir=store.root, prefix=f".import-{rid}-"))
+    try:
+        for name, obj in entry["artefacts"].items():
+            write_json(child(staging / "artefacts", name, "artefact name"), obj)
+        for name, arrays in entry.get("arrays", {}).items():
+            write_atomic(child(staging / "artefacts", f"{name}.safetensors", "artefact name"),
+                         save_arrays_bytes(_arrays(arrays, f"{where}: arrays {name!r}"), f"{where}: arrays {name!r}"))
+        history = "".join(json.dumps(h) + "\n" for h in entry.get("history", []))
+        write_atomic(staging / "metrics.jsonl", history.encode())
+        write_json(staging / "record.json", {**record, "imported": time.time()})
+        os.replace(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     store.insert_done(rid, entry["kind"], record, entry["row"])
+
+
+ENTRY_TYPES = {"run_id": str, "kind": str, "record": dict, "row": dict, "artefacts": dict, "arrays": dict,
+               "history": list}
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    """An exported entry has the fields export_entry writes, of the right types."""
+    if not isinstance(entry, dict):
+        raise StoreError(f"{where} is not a JSON object", fix="re-export the results")
+    for key, kind in ENTRY_TYPES.items():
+        if key in ("arrays", "history") and key not in entry:
+            continue  # older exports have neither
+        if not isinstance(entry.get(key), kind):
+            raise StoreError(f"{where}: field {key!r} is missing or not a {kind.__name__}", fix="re-export the results")
+
+
+def _arrays(arrays: Any, where: str) -> dict[str, np.ndarray]:
+    """Exported arrays ({name: {dtype, shape, data}}) back as numpy arrays, or a StoreError naming the entry."""
+    try:
+        return {str(k): np.asarray(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
+                for k, v in arrays.items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{where} cannot be read back ({type(exc).__name__}: {exc})",
+                         fix="re-export the results") from None
+
+
+def save_arrays_bytes(arrays: dict[str, np.ndarray], where: str) -> bytes:
+    """Arrays as safetensors bytes; a dtype safetensors cannot hold is a StoreError naming the entry."""
+    from safetensors.numpy import save
+
+    try:
+        return save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    except Exception as exc:  # safetensors refuses e.g. object and void dtypes
+        raise StoreError(f"{where} cannot be stored ({exc})", fix="re-export the results") from None

@@ -27,6 +27,7 @@ import plotly.graph_objects as go
 
 from . import CODE_VERSION
 from .errors import ConfigError, PruneScopeError
+from .paths import child
 from .figures.registry import FIGURES, NotApplicable, build_figure, expand_runs, figures_for
 from .figures.style import PX_PER_INCH, paper_figure, to_greyscale
 from .provenance import versions
@@ -246,7 +247,7 @@ def write_files(files: dict[str, bytes], folder: str | Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for file_name, data in files.items():
-        path = folder / file_name
+        path = child(folder, file_name, "export file name")  # nothing is written outside the folder
         path.write_bytes(data)
         paths.append(path)
     return paths

@@ -74,6 +74,7 @@ class WeightChangeHook(Hook):
         self.ctx = ctx
 
     def on_train_begin(self, state: Any) -> None:
+        # a resumed run rebuilds the same initial model before its checkpoint is loaded, so no state to keep
         self.start = {n: p.detach().clone() for n, p in state.model.named_parameters()}
 
     @torch.no_grad()
@@ -178,6 +179,7 @@ def run_summary(inputs: RunInputs, result: Any, max_length: int) -> dict[str, An
 @EXPERIMENTS.register("finetune")
 class Finetune(Experiment):
     config_cls = FinetuneConfig
+    checkpointed = True
 
     def describe(self, config: FinetuneConfig) -> dict[str, Any]:
         return describe_run(config.model, config.data, config.method, config.seed)
@@ -199,7 +201,8 @@ class Finetune(Experiment):
         hooks.append(WeightChangeHook(ctx))
         torch.set_rng_state(inputs.rng_state)
         result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, config.train, config.seed, device,
-                     hooks, progress=ctx.progress, log=ctx.log, holdout=inputs.holdout)
+                     hooks, progress=ctx.progress, log=ctx.log, holdout=inputs.holdout,
+                     checkpoint=ctx.checkpointer(config.train))
         ctx.save_arrays("predictions", {
             "outputs": result.predictions, "indices": inputs.data.eval.indices,
             "labels": np.asarray(inputs.eval.labels),

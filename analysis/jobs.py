@@ -14,12 +14,12 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import CODE_VERSION, provenance
+from . import CODE_VERSION, checkpoint, provenance
 from .config import ConfigBase, config_hash
 from .registry import Registry
 from .settings import device_name, using_store
 from .errors import StoreError
-from .store import RunRecord, RunStore
+from .store import STALE_SECONDS, RunRecord, RunStore
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -35,6 +35,7 @@ class Experiment:
     """One kind of run. Subclasses set `config_cls` and implement the three methods."""
 
     config_cls: type[ConfigBase]
+    checkpointed = False  # its runs save training checkpoints, so `resume` continues them mid-training
 
     def describe(self, config: Any) -> dict[str, Any]:
         """Index fields: method, dataset, model, seed, label."""
@@ -64,11 +65,20 @@ class RunContext:
     """What a running experiment may do: log metrics, report progress, save artefacts."""
 
     def __init__(self, store: RunStore, run_id: str, device: str, save_weights: bool,
-                 callback: ProgressCallback | None = None, heartbeat_every: float = 2.0):
+                 callback: ProgressCallback | None = None, heartbeat_every: float = 2.0,
+                 identity: dict[str, Any] | None = None, resume_from: checkpoint.Found | None = None):
         self.store, self.run_id, self.device, self.save_weights = store, run_id, device, save_weights
         self.callback, self.heartbeat_every = callback, heartbeat_every
         self._last_beat = 0.0
         self.dir = store.run_dir(run_id)
+        self.identity, self.resume_from = identity, resume_from  # resume_from: the checkpoint this run continues
+
+    def checkpointer(self, train: Any) -> checkpoint.Checkpointer | None:
+        """The training loop's checkpoints in this run's folder (None when `train.checkpoint_every` is -1)."""
+        if train.checkpoint_every < 0 or self.identity is None:
+            return None
+        return checkpoint.Checkpointer(self.dir / "checkpoints", self.identity, train.checkpoint_every,
+                                       self.resume_from, self.dir / "metrics.jsonl")
 
     def start_heartbeat(self, every: float = 15.0) -> None:
         """Beat from a daemon thread, so a run waiting on a long sub-step (a teacher, a sweep member) stays alive."""
@@ -106,6 +116,7 @@ class RunContext:
 class Outcome:
     record: RunRecord
     cached: bool  # served from the store without running
+    resumed: bool = False  # continued from a checkpoint of an interrupted attempt
 
 
 def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device: str = "auto",
@@ -132,22 +143,89 @@ def _execute(kind: str, config: ConfigBase, store: RunStore, device: str, save_w
     resolved = device_name(device)
     prepared = experiment.prepare(config, resolved)
     fields = experiment.describe(config)
-    if not store.claim(rid, kind, config.to_dict(), fields, redo=redo):
+    identity = checkpoint_identity(kind, config, rid)
+    # an interrupted or failed attempt continues from its checkpoint (CLI, workers and every study runner alike)
+    resume_from = usable_checkpoint(store, rid, identity) if existing is not None and not redo else None
+    if not store.claim(rid, kind, config.to_dict(), fields, redo=redo, keep_log=resume_from is not None):
         return Outcome(_wait_for(store, rid, wait_seconds), cached=True)
-    ctx = RunContext(store, rid, resolved, save_weights, progress)
+    ctx = RunContext(store, rid, resolved, save_weights, progress, identity=identity, resume_from=resume_from)
+    folder = ctx.dir / "checkpoints"
+    if resume_from is None:
+        checkpoint.discard(folder)
+    else:
+        checkpoint.truncate_log(ctx.dir / "metrics.jsonl", resume_from.meta["log_bytes"])
     ctx.start_heartbeat()
     try:
         result = experiment.run(prepared, ctx)
         record = {"versions": provenance.versions(), "machine": provenance.machine(), "device": resolved,
                   "inputs": experiment.fingerprints(config), **result.record}
+        if resume_from is not None:
+            record["resumed_from"] = resume_from.describe()
         store.finish(rid, result.metrics, result.summary, record)
+        checkpoint.discard(folder)  # the run is complete: its model and artefacts are in the store
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if isinstance(exc, checkpoint.CheckpointError):
+            checkpoint.discard(folder)  # unusable: the next attempt starts from scratch instead of failing again
         store.fail(rid, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=20)}", status)
         raise
     finally:
         ctx.stop_heartbeat()
-    return Outcome(store.require(rid), cached=False)
+    return Outcome(store.require(rid), cached=False, resumed=resume_from is not None)
+
+
+def checkpoint_identity(kind: str, config: ConfigBase, rid: str) -> dict[str, Any]:
+    """What a checkpoint must match to continue a run: its id, kind, code version and config."""
+    return {"run_id": rid, "kind": kind, "code_version": CODE_VERSION, "config": config.to_dict()}
+
+
+def usable_checkpoint(store: RunStore, rid: str, identity: dict[str, Any]) -> checkpoint.Found | None:
+    """The run's latest checkpoint if it can continue this run; None (start from scratch) otherwise."""
+    try:
+        return checkpoint.find(store.run_dir(rid) / "checkpoints", identity)
+    except checkpoint.CheckpointError:
+        return None
+
+
+def resume(rid: str, store: RunStore | None = None, device: str = "auto", save_weights: bool = True,
+           progress: ProgressCallback | None = None) -> Outcome:
+    """Continue an interrupted or failed run from its last checkpoint, finishing it as a normal run.
+
+    Kinds without checkpoints of their own (studies) are run again: their finished member runs come from
+    the store and an interrupted member continues from its checkpoint."""
+    store = store or RunStore()
+    store.mark_stale()
+    record = store.require(rid)
+    _check_resumable(record)
+    kind = record.kind
+    config = EXPERIMENTS.get(kind).config_cls.from_dict(record.config, where=f"config of run {rid}")
+    current = run_id(kind, config)
+    if current != rid:
+        raise checkpoint.CheckpointError(
+            f"run {rid} was made by another code version or from other data/model files (this code and these "
+            f"inputs give its config the id {current}), so its checkpoint cannot continue here",
+            fix=f"run its config again from scratch (`python -m analysis reproduce {rid}` compares the two)")
+    if EXPERIMENTS.get(kind).checkpointed:
+        found = checkpoint.latest(store.run_dir(rid) / "checkpoints")
+        if found is None:
+            raise checkpoint.CheckpointError(
+                f"run {rid} has no checkpoint (it stopped before its first one was written)",
+                fix=f"start it again with the command that launched it (`python -m analysis {kind} ...` with the "
+                    "same settings): it restarts from scratch under the same run id")
+        checkpoint.check(found, checkpoint_identity(kind, config, rid))
+    with using_store(store.root):
+        return _execute(kind, config, store, device, save_weights, progress, None, False)
+
+
+def _check_resumable(record: RunRecord) -> None:
+    """Only a run that stopped can be resumed: not a finished one, nor one still alive elsewhere."""
+    if record.status == "done":
+        raise StoreError(f"run {record.run_id} is already done", fix=f"see it with `python -m analysis show {record.run_id}`")
+    if record.status in ("running", "queued"):
+        age = time.time() - (record.row.get("heartbeat") or 0)
+        raise StoreError(f"run {record.run_id} is {record.status} (process {record.row.get('pid')}, last heartbeat "
+                         f"{age:.0f} s ago)", fix=f"wait for it or cancel it; a killed run is marked interrupted "
+                         f"once its heartbeat is {STALE_SECONDS:.0f} s old and its process is gone")
 
 
 def _wait_for(store: RunStore, rid: str, seconds: float | None) -> RunRecord:

@@ -94,7 +94,10 @@ def load_encoder_classifier(name: str, num_labels: int) -> nn.Module:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False)
     except Exception as exc:
         raise ModelError(f"cannot read the config of {name!r}: {exc}", fix="check config.json") from None
-    family_of(config.model_type)
+    try:
+        family_of(config.model_type)
+    except ModelError as exc:
+        raise ModelError(exc.problem, exc.fix, where=name) from None
     config.num_labels = num_labels
     config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
     from .compact import STRUCTURE_KEY
@@ -104,11 +107,36 @@ def load_encoder_classifier(name: str, num_labels: int) -> nn.Module:
         return load_compacted(Path(path), config, structure)
     try:
         with quiet_transformers():  # "newly initialised head" warnings are expected for a new task
-            return AutoModelForSequenceClassification.from_pretrained(
-                path, config=config, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True,
+                output_loading_info=True,
             )
     except Exception as exc:
         raise ModelError(f"cannot load model weights from {name!r}: {exc}", fix="check the checkpoint") from None
+    check_loading_info(info, model.base_model_prefix, name)
+    return model
+
+
+ENCODER_PARTS = ("embeddings", "encoder", "transformer", "embeddings_project")  # not the pooler or a task head
+
+
+def check_loading_info(info: dict, prefix: str, name: str) -> None:
+    """Only a task head may be new or resized: an encoder tensor that is missing, unexpected or of another shape
+    means config.json and the weights disagree, and the model would silently train from random weights."""
+    def encoder(key: str) -> bool:
+        return key.removeprefix(prefix + ".").split(".")[0] in ENCODER_PARTS
+
+    mismatched = [m for m in info.get("mismatched_keys", ()) if encoder(m[0])]
+    missing = sorted(k for k in info.get("missing_keys", ()) if encoder(k))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ()) if encoder(k))
+    if not (mismatched or missing or unexpected):
+        return
+    parts = [f"{len(mismatched)} of another shape (e.g. {mismatched[0][0]}: weights {tuple(mismatched[0][1])}, "
+             f"config {tuple(mismatched[0][2])})"] if mismatched else []
+    parts += [f"{len(missing)} missing from the weights (e.g. {missing[0]})"] if missing else []
+    parts += [f"{len(unexpected)} not in the config (e.g. {unexpected[0]})"] if unexpected else []
+    raise ModelError(f"the weights of {name!r} do not match its config.json: encoder tensors " + "; ".join(parts),
+                     fix="use the config.json saved with these weights (hidden size, layers, vocabulary)")
 
 
 def load_compacted(path: Path, config, structure: dict) -> nn.Module:

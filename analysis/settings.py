@@ -54,3 +54,29 @@ def device_name(requested: str = "auto") -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return requested
+
+
+def max_file_bytes() -> int:
+    """The largest data file read: $PRUNESCOPE_MAX_FILE_MB megabytes (default 2048), checked before reading."""
+    return _positive_int("PRUNESCOPE_MAX_FILE_MB", 2048) * 1_000_000
+
+
+def max_line_chars() -> int:
+    """The longest line a data file may hold: $PRUNESCOPE_MAX_LINE_CHARS (default 1,000,000 characters)."""
+    return _positive_int("PRUNESCOPE_MAX_LINE_CHARS", 1_000_000)
+
+
+def _positive_int(name: str, default: int) -> int:
+    from .errors import ConfigError
+
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r} is not a positive whole number", fix=f"unset it (default {default}) "
+                          f"or set e.g. {name}={default}")
+    return value

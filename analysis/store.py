@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -21,6 +22,7 @@ import numpy as np
 
 from . import settings
 from .errors import StoreError
+from .paths import check_run_id, child
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted")
 STALE_SECONDS = 120.0  # a running run whose heartbeat is older than this is taken as dead
@@ -83,6 +85,23 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+@contextmanager
+def _rollback_on_error(db: sqlite3.Connection, created: Path | None = None) -> Iterator[None]:
+    """Inside a BEGIN IMMEDIATE: COMMIT when the block ends, ROLLBACK (and remove `created` if this block made it)
+    when it raises, so an index change and the file write it goes with happen together or not at all."""
+    new_folder = created is not None and not created.exists()
+    try:
+        if created is not None:
+            created.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        if new_folder:
+            shutil.rmtree(created, ignore_errors=True)  # type: ignore[arg-type]
+        raise
+    db.execute("COMMIT")
+
+
 @dataclass
 class RunRecord:
     """A run as stored: its index row plus the record.json written at the end."""
@@ -123,14 +142,26 @@ class RunStore:
             db.close()
 
     def run_dir(self, run_id: str) -> Path:
-        if not run_id or not all(c.isalnum() or c in "-_" for c in run_id):
-            raise StoreError(f"invalid run id {run_id!r}", fix="run ids are letters, digits, '-' and '_'")
-        return self.root / run_id
+        """The run's folder; the id is checked (16 hex digits) before any path is built from it."""
+        return self.root / check_run_id(run_id)
+
+    def artefact_path(self, run_id: str, name: str, suffix: str) -> Path:
+        """artefacts/NAME.SUFFIX of a run, for a plain artefact name (no '/', no '..')."""
+        return child(self.run_dir(run_id) / "artefacts", f"{name}{suffix}", what="artefact name")
+
+    def check(self) -> list[str]:
+        """Integrity problems of this store (index vs folders, liveness, temp files, jobs); empty when healthy."""
+        from .integrity import check_store
+
+        return check_store(self)
 
     def claim(self, run_id: str, kind: str, config: Mapping[str, Any], fields: Mapping[str, Any],
-              redo: bool = False) -> bool:
-        """Atomically mark a run as running by this process. False if it is done (unless `redo`) or alive elsewhere."""
+              redo: bool = False, keep_log: bool = False) -> bool:
+        """Atomically mark a run as running by this process. False if it is done (unless `redo`) or alive elsewhere.
+
+        `keep_log`: a run resuming from a checkpoint keeps the metrics it logged so far."""
         now = time.time()
+        run_dir = self.run_dir(run_id)
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT status, heartbeat, pid FROM runs WHERE run_id=?", (run_id,)).fetchone()
@@ -145,12 +176,11 @@ class RunStore:
                 (run_id, kind, "running", fields.get("method"), fields.get("dataset"), fields.get("model"),
                  fields.get("seed"), fields.get("label"), now, now, now, os.getpid(), json.dumps(config)),
             )
-            db.execute("COMMIT")
-        run_dir = self.run_dir(run_id)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a re-run after a failure starts clean
-        write_json(run_dir / "record.json", {"run_id": run_id, "kind": kind, "status": "running",
-                                              "config": config, "started": now})
+            with _rollback_on_error(db, run_dir):  # the row and its record.json change together or not at all
+                write_json(run_dir / "record.json", {"run_id": run_id, "kind": kind, "status": "running",
+                                                      "config": config, "started": now})
+        if not keep_log:
+            (run_dir / "metrics.jsonl").unlink(missing_ok=True)  # a re-run after a failure starts clean
         return True
 
     def insert_done(self, run_id: str, kind: str, record: Mapping[str, Any], row: Mapping[str, Any]) -> None:
@@ -179,19 +209,23 @@ class RunStore:
 
     def finish(self, run_id: str, metrics: Mapping[str, Any], summary: Mapping[str, Any],
                record: Mapping[str, Any]) -> None:
-        """Write the final record (atomically), then flip the index row to done."""
+        """Write the final record (atomically) and flip the index row to done, together or not at all."""
         path = self.run_dir(run_id) / "record.json"
-        old = self._read_record(run_id)
-        now = time.time()
-        duration = now - old.get("started", now)
-        write_json(path, {**old, **record, "status": "done", "metrics": dict(metrics), "summary": dict(summary),
-                          "finished": now, "duration": duration, "error": None})
         with self._db() as db:
-            db.execute("UPDATE runs SET status='done', updated=?, progress=1, message='done', duration=?,"
-                       " metrics=?, summary=?, error=NULL WHERE run_id=?",
-                       (now, duration, json.dumps(dict(metrics), default=_json_default),
-                        json.dumps(dict(summary), default=_json_default),
-                        run_id))
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone() is None:
+                db.execute("ROLLBACK")
+                raise self._missing(run_id)  # deleted while it ran: no orphan folder
+            old = self._read_record(run_id)
+            now = time.time()
+            duration = now - old.get("started", now)
+            with _rollback_on_error(db):
+                write_json(path, {**old, **record, "status": "done", "metrics": dict(metrics),
+                                  "summary": dict(summary), "finished": now, "duration": duration, "error": None})
+                db.execute("UPDATE runs SET status='done', updated=?, progress=1, message='done', duration=?,"
+                           " metrics=?, summary=?, error=NULL WHERE run_id=?",
+                           (now, duration, json.dumps(dict(metrics), default=_json_default),
+                            json.dumps(dict(summary), default=_json_default), run_id))
 
     def fail(self, run_id: str, error: str, status: str = "failed", pid: int | None = None) -> bool:
         """Mark this process's run failed (or interrupted) with its error; whatever it wrote so far stays.
@@ -200,12 +234,15 @@ class RunStore:
         another process is never clobbered. Returns whether the row changed."""
         now = time.time()
         with self._db() as db:
-            changed = db.execute("UPDATE runs SET status=?, error=?, updated=?, message=? WHERE run_id=? AND "
-                                 "status='running' AND pid=?",
-                                 (status, error, now, status, run_id, pid or os.getpid())).rowcount
-        if changed:
-            old = self._read_record(run_id)
-            write_json(self.run_dir(run_id) / "record.json", {**old, "status": status, "error": error, "finished": now})
+            db.execute("BEGIN IMMEDIATE")
+            with _rollback_on_error(db):  # the row and its record.json change together or not at all
+                changed = db.execute("UPDATE runs SET status=?, error=?, updated=?, message=? WHERE run_id=? AND "
+                                     "status='running' AND pid=?",
+                                     (status, error, now, status, run_id, pid or os.getpid())).rowcount
+                if changed:
+                    old = self._read_record(run_id)
+                    write_json(self.run_dir(run_id) / "record.json",
+                               {**old, "status": status, "error": error, "finished": now})
         return bool(changed)
 
     def mark_stale(self) -> int:
@@ -240,9 +277,19 @@ class RunStore:
     def require(self, run_id: str) -> RunRecord:
         rec = self.get(run_id)
         if rec is None:
-            raise StoreError(f"no run {run_id!r} in the store at {self.root}",
-                             fix="list the runs with `python -m analysis runs`")
+            raise self._missing(run_id)
         return rec
+
+    def _missing(self, run_id: str) -> StoreError:
+        return StoreError(f"no run {run_id!r} in the store at {self.root}",
+                          fix="list the runs with `python -m analysis runs` (it may have been deleted)")
+
+    def _folder(self, run_id: str) -> Path:
+        """The folder of a run that exists: a late write for a deleted run is refused, never an orphan folder."""
+        folder = self.run_dir(run_id)
+        if not folder.is_dir():
+            raise self._missing(run_id)
+        return folder
 
     def record(self, run_id: str) -> dict[str, Any]:
         """The full record.json of a run (config, metrics, versions, machine, timings)."""
@@ -278,8 +325,11 @@ class RunStore:
     # -- per-run files ----------------------------------------------------------------------
 
     def append_metrics(self, run_id: str, record: Mapping[str, Any]) -> None:
-        with open(self.run_dir(run_id) / "metrics.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(dict(record), default=_json_default) + "\n")
+        try:
+            with open(self._folder(run_id) / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(dict(record), default=_json_default) + "\n")
+        except FileNotFoundError:  # deleted between the check and the open
+            raise self._missing(run_id) from None
 
     def read_metrics(self, run_id: str) -> list[dict[str, Any]]:
         path = self.run_dir(run_id) / "metrics.jsonl"
@@ -297,23 +347,25 @@ class RunStore:
         """Save named arrays as one safetensors file under artefacts/."""
         from safetensors.numpy import save
 
-        path = self.run_dir(run_id) / "artefacts" / f"{name}.safetensors"
+        self._folder(run_id)
+        path = self.artefact_path(run_id, name, ".safetensors")
         write_atomic(path, save({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
         return path
 
     def load_arrays(self, run_id: str, name: str) -> dict[str, np.ndarray]:
         from safetensors.numpy import load
 
-        path = self.run_dir(run_id) / "artefacts" / f"{name}.safetensors"
+        path = self.artefact_path(run_id, name, ".safetensors")
         if not path.is_file():
             raise StoreError(f"run {run_id} has no artefact {name!r}", fix="re-run it, or pick another run")
         return load(path.read_bytes())
 
     def save_artifact_json(self, run_id: str, name: str, obj: Any) -> None:
-        write_json(self.run_dir(run_id) / "artefacts" / f"{name}.json", obj)
+        self._folder(run_id)
+        write_json(self.artefact_path(run_id, name, ".json"), obj)
 
     def load_artifact_json(self, run_id: str, name: str) -> Any:
-        path = self.run_dir(run_id) / "artefacts" / f"{name}.json"
+        path = self.artefact_path(run_id, name, ".json")
         if not path.is_file():
             raise StoreError(f"run {run_id} has no artefact {name!r}", fix="re-run it, or pick another run")
         return json.loads(path.read_text())

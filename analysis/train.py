@@ -10,11 +10,12 @@ optional bf16 autocast, evaluation each epoch. Methods plug in through `Hook`s:
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +24,10 @@ from torch import nn
 from . import metrics as task_metrics
 from .config import TrainConfig
 from .sparse_optim import LazyAdamW, clip_grad_norm_, sparse_parameters
-from .tokens import Encoded, accepts_token_types, iterate
+from .tokens import Encoded, accepts_token_types, batch_order, iterate
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpointer
 
 ProgressFn = Callable[[int, int, str], None]
 LogFn = Callable[[dict[str, Any]], None]
@@ -74,6 +78,13 @@ class Hook:
     def on_epoch_end(self, state: TrainState, metrics: dict[str, float]) -> None: ...
 
     def on_train_end(self, state: TrainState) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps to continue this hook exactly (nested dicts/lists of numbers, strings, tensors)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore `state_dict()`'s output; called after `on_train_begin` when a run resumes."""
 
 
 @dataclass
@@ -180,9 +191,12 @@ class BestEpoch:
 
 def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, cfg: TrainConfig, seed: int,
         device: torch.device, hooks: Sequence[Hook] = (), progress: ProgressFn | None = None,
-        log: LogFn | None = None, log_every: int = 10, holdout: Encoded | None = None) -> FitResult:
+        log: LogFn | None = None, log_every: int = 10, holdout: Encoded | None = None,
+        checkpoint: "Checkpointer | None" = None) -> FitResult:
     """Train `model` on `train`, evaluating on `evaluation` each epoch. With `holdout`, the epoch with the
-    best held-out metric is kept (and training stops early after `cfg.patience` epochs without gain)."""
+    best held-out metric is kept (and training stops early after `cfg.patience` epochs without gain).
+    With `checkpoint`, the loop's state is saved at epoch boundaries (and every N steps), and a resumed run
+    continues from the saved state."""
     assert train.labels is not None
     model.to(device).train()
     with_types = accepts_token_types(model)
@@ -200,10 +214,21 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
         hook.on_train_begin(state)
     epoch_metrics: list[dict[str, float]] = []
     seen, tokens, train_seconds, metrics, outputs = 0, 0, 0.0, {}, np.zeros(0)
+    position = 0  # batches of the current epoch done (> 0 only when resuming mid-epoch)
+    if checkpoint is not None:
+        from .checkpoint import Progress
+
+        checkpoint.attach(state, scheduler, hooks, best, lambda epoch: batch_order(
+            train.lengths, cfg.batch_size, seed * 1000 + epoch, True, cfg.length_bucketing))
+        resumed = checkpoint.restore()
+        if resumed is not None:
+            epoch_metrics, seen, tokens = resumed.epoch_metrics, resumed.seen, resumed.tokens
+            train_seconds, position = resumed.train_seconds, resumed.position
     while state.step < total:
         start = time.perf_counter()
-        for idx, batch in iterate(train, cfg.batch_size, task.pad_id, with_types, seed=seed * 1000 + state.epoch,
-                                  shuffle=True, bucket=cfg.length_bucketing):
+        batches = iterate(train, cfg.batch_size, task.pad_id, with_types, seed=seed * 1000 + state.epoch,
+                          shuffle=True, bucket=cfg.length_bucketing)
+        for idx, batch in itertools.islice(batches, position, None):
             tokens += int(batch["attention_mask"].sum())
             batch = to_device(batch, device)
             labels = labels_all[idx].to(device)
@@ -225,16 +250,20 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
             for hook in hooks:
                 hook.after_step(state)
             state.step += 1
+            position += 1
             seen += len(idx)
             if log and (state.step % log_every == 0 or state.step == total):
                 log({"step": state.step, "epoch": state.epoch, "loss": float(loss.detach()),
                      "lr": scheduler.get_last_lr()[0]})
+            if checkpoint is not None and checkpoint.due(state.step):
+                elapsed = train_seconds + time.perf_counter() - start
+                checkpoint.save(Progress(position, seen, tokens, elapsed, epoch_metrics))
             if progress:
                 progress(state.step, total, f"epoch {state.epoch + 1}, loss {float(loss.detach()):.4f}")
             if state.step >= total:
                 break
         train_seconds += time.perf_counter() - start
-        state.epoch += 1
+        state.epoch, position = state.epoch + 1, 0
         record: dict[str, float] = {"epoch": state.epoch, "step": state.step}
         if best is not None:
             held, _ = evaluate(model, holdout, task, cfg.eval_batch_size, cfg.bf16, device)
@@ -251,6 +280,8 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
             log({("" if k in ("epoch", "step") else "eval_") + k: v for k, v in record.items()})
         if last:
             break
+        if checkpoint is not None and checkpoint.epoch_due():
+            checkpoint.save(Progress(0, seen, tokens, train_seconds, epoch_metrics))
     if best is not None and best.state is not None and best.best_epoch != state.epoch:
         model.load_state_dict(best.state)
         metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.bf16, device)

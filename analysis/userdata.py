@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from .config import DataConfig
-from .data import DatasetCard, TextDataset, file_fingerprint, read_rows, rows_to_dataset
+from .data import DatasetCard, TextDataset, file_fingerprint, label_value, rows_to_dataset
+from .datafiles import delimiter_hint, read_rows
 from .errors import DataError
 
 
@@ -31,14 +33,15 @@ def user_card(cfg: DataConfig, train_rows: list[dict[str, Any]]) -> DatasetCard:
     if not train_rows:
         raise DataError(f"{cfg.dataset} has no data rows", fix="give a file with a header and data rows")
     columns = [c for c in train_rows[0] if c != "__line__"]
-    text_columns = cfg.text_columns or _guess_text(columns)
-    label_column = cfg.label_column or _guess_label(columns)
+    text_columns = cfg.text_columns or _guess_text(columns, cfg.dataset)
+    label_column = cfg.label_column or _guess_label(columns, cfg.dataset)
     if label_column not in columns:
         raise DataError(
-            f"label column {label_column!r} not found in {cfg.dataset}; the file has {columns}",
+            f"label column {label_column!r} not found in {cfg.dataset}; the file has {columns}"
+            f"{delimiter_hint(columns)}",
             fix="name the label column with --label-column",
         )
-    values = [row.get(label_column) for row in train_rows]
+    values = [label_value(row, label_column, cfg.dataset, i + 1) for i, row in enumerate(train_rows)]
     task = cfg.task or _infer_task(values)
     labels = None
     if task == "classification":
@@ -58,28 +61,31 @@ def user_card(cfg: DataConfig, train_rows: list[dict[str, Any]]) -> DatasetCard:
     )
 
 
-def _guess_text(columns: list[str]) -> tuple[str, ...]:
+def _guess_text(columns: list[str], path: str) -> tuple[str, ...]:
     if "sentence1" in columns and "sentence2" in columns:
         return ("sentence1", "sentence2")
     for name in ("text", "sentence"):
         if name in columns:
             return (name,)
-    raise DataError(f"cannot tell which text column to use among {columns}", fix="pass --text-columns")
+    raise DataError(f"cannot tell which text column of {path} to use among {columns}{delimiter_hint(columns)}",
+                    fix="name it with --text-columns (text, sentence or sentence1,sentence2 are found by themselves)")
 
 
-def _guess_label(columns: list[str]) -> str:
+def _guess_label(columns: list[str], path: str) -> str:
     for name in ("label", "labels", "score", "target"):
         if name in columns:
             return name
-    raise DataError(f"cannot tell which label column to use among {columns}", fix="pass --label-column")
+    raise DataError(f"cannot tell which label column of {path} to use among {columns}{delimiter_hint(columns)}",
+                    fix="name it with --label-column (label, labels, score or target are found by themselves)")
 
 
 def _infer_task(values: list[Any]) -> str:
-    def is_float(v: Any) -> bool:
+    def is_float(v: Any) -> bool:  # a finite non-integer number: 'nan' or 'inf' is a class name, not a target
         try:
-            return not float(v).is_integer()
-        except (TypeError, ValueError):
+            number = float(v)
+        except (TypeError, ValueError, OverflowError):
             return False
+        return math.isfinite(number) and not number.is_integer()
 
     return "regression" if any(is_float(v) for v in values) else "classification"
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator
 from .config import ConfigBase
 from .errors import ConfigError, PruneScopeError, StoreError
 from .jobs import EXPERIMENTS, execute, run_id as run_id_of
+from .paths import allowed_roots, confine_config
 from .processes import poll_children, process_alive, process_token, signal_group, spawn_detached
 from .store import RunStore
 
@@ -130,6 +131,7 @@ class JobQueue:
                               fix=f"build it with {EXPERIMENTS.get(kind).config_cls.__name__}")
         # the worker rebuilds the config from JSON: hash that same config (an int in a float field becomes a float)
         config = type(config).from_dict(config.to_dict())
+        confine_config(config, allowed_roots() + [self.store.root])  # before any file it names is opened
         rid = run_id_of(kind, config)  # hashes the data and model: a missing file is reported here
         self.reap()
         existing = self.store.get(rid)
@@ -211,6 +213,7 @@ class JobQueue:
         try:
             _WorkerState.current, _WorkerState.raised = job["job_id"], False
             config = EXPERIMENTS.get(job["kind"]).config_cls.from_dict(json.loads(job["config"]))
+            confine_config(config, allowed_roots() + [self.store.root])  # again: a symlink may have moved since
             record = execute(job["kind"], config, self.store, save_weights=bool(job["save_weights"])).record
             status, error = ("done", None) if record.status == "done" else ("failed", record.error)
         except KeyboardInterrupt:

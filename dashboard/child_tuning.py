@@ -6,9 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import figures
-from analysis.figures.child_tuning import (METHOD_ORDER, child_networks, finetune_rows, short, study_inputs,
-                                           weight_changes)
-from dashboard.common import get_store, show_error
+from analysis.figures.child_tuning import METHOD_ORDER, child_networks, finetune_rows, short, weight_changes
+from dashboard.common import get_store, show_error, study_picker
 
 st.title("Child-Tuning vs vanilla fine-tuning")
 store = get_store()
@@ -39,27 +38,11 @@ def per_run_figures(rows: list[dict]) -> None:
         st.plotly_chart(figures.weight_change_per_layer(changes), width="stretch")
 
 
-@st.cache_data(max_entries=8, show_spinner="Summarising the study…")
-def _inputs(root: str, run_id: str, status: str, updated: float):
-    """Cached per study state: an unfinished study's masks are re-read only when it moved on."""
-    return study_inputs(store, run_id)
-
-
 source = st.radio("Show", ["a study", "single runs"], horizontal=True, index=0 if studies else 1,
                   disabled=not (studies and singles))
 if source == "a study" and studies:
-    labels = {f"{r['label'] or 'study'} · {r['status']} ({r['run_id']})": r for r in studies}
-    row = labels[st.selectbox("Study", list(labels))]
-    try:
-        rows, summary, complete = _inputs(str(store.root), row["run_id"], row["status"], row["updated"] or 0.0)
-    except Exception as exc:  # a study without its artefacts: say so
-        show_error(exc)
-        st.stop()
-    if not rows:
-        st.info("This study has not finished a run yet; its results show here as they complete.")
-        st.stop()
-    if not complete:
-        st.warning(f"This study is not finished: {len(rows)} runs so far, summarised as they stand.")
+    rows, summary, complete = study_picker(store, studies, "child-tuning",
+                                           lambda r: f"{r['label'] or 'study'} · {r['status']} ({r['run_id']})")
     st.subheader("Study table: mean ± std and the paired difference to vanilla")
     st.dataframe(figures.study_table(summary["cells"]), hide_index=True, width="stretch")
     st.plotly_chart(figures.study_differences(summary["cells"]), width="stretch")

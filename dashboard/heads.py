@@ -15,7 +15,7 @@ from analysis.arch import Arch
 from analysis.attributions import Explained, TruncationWarning, eager_copy, explain
 from analysis.heads_run import HeadsConfig, load_explained, stored_importance
 from analysis.store import RunStore
-from dashboard.common import get_store, show_error
+from dashboard.common import LOCKED, actions_allowed, get_store, show_error
 
 DEFAULT = "default"
 EXAMPLE_TEXT = "a gripping, funny and beautifully acted film that never drags"
@@ -106,10 +106,14 @@ def missing(store: RunStore, name: str, target: str) -> None:
     """No stored importance for this model: the command, and a button that queues it for a background worker."""
     st.info(f"No head importance stored for {name} yet. Compute it here (in a background worker) or with "
             f"`python -m analysis heads {target}`.")
-    if st.button(f"Compute head importance of {name}", key=f"heads:compute:{target}"):
+    locked = not actions_allowed()
+    if st.button(f"Compute head importance of {name}", key=f"heads:compute:{target}", disabled=locked,
+                 help=LOCKED if locked else None):
         try:
             from analysis.workers import JobQueue
 
+            if not actions_allowed():  # a disabled button is not enough: check again on the server
+                raise PermissionError(LOCKED)
             sub = JobQueue(store).submit("heads", HeadsConfig(target=target))
         except Exception as exc:  # a user error or an unreadable store: a message, not a traceback
             show_error(exc)

@@ -13,7 +13,7 @@ import analysis.plugins  # noqa: F401  (every experiment kind and method registe
 from analysis import forms
 from analysis.errors import PruneScopeError
 from analysis.workers import JobQueue
-from dashboard.common import get_store, show_error
+from dashboard.common import LOCKED, access_gate, actions_allowed, get_store, show_error
 from dashboard.queue_view import show_queue
 
 FOLDED = ("model", "train")  # groups shown folded: most launches keep their defaults
@@ -73,6 +73,9 @@ def method_options(kind: str, values: dict[str, Any]) -> dict[str, dict[str, Any
 
 
 def submit(kind: str, fields: list[forms.FormField], values: dict[str, Any], options: dict, keep: bool) -> None:
+    if not actions_allowed():  # a disabled button is not enough: check again on the server
+        st.error(LOCKED)
+        return
     try:
         config = forms.build_config(kind, fields, values, options)
         sub = JobQueue(get_store()).submit(kind, config, save_weights=keep)
@@ -92,6 +95,7 @@ def submit(kind: str, fields: list[forms.FormField], values: dict[str, Any], opt
 
 st.title("Launch")
 store = get_store()
+allowed = access_gate()
 kind = st.radio("Experiment", forms.kinds(), format_func=forms.title, horizontal=True, key="launch:kind")
 if forms.describe(kind):
     st.caption(forms.describe(kind))
@@ -104,6 +108,6 @@ values = render(spec, f"launch:{kind}")
 options = method_options(kind, values)
 keep = st.checkbox("Keep the trained weights", value=True, key=f"launch:{kind}:keep-weights",
                    help="probes, head importance and pruning teachers need them")
-if st.button("Launch", type="primary", key=f"launch:{kind}:go"):
+if st.button("Launch", type="primary", key=f"launch:{kind}:go", disabled=not allowed):
     submit(kind, spec, values, options, keep)
 show_queue(store, key="launch")

@@ -6,21 +6,15 @@ import streamlit as st
 
 from analysis import figures
 from analysis.figures.probes import probe_label, probe_results
-from dashboard.common import get_store, show_error
+from dashboard.common import get_store, runs_or_stop, show_error
 
 st.title("Knowledge-loss probes")
 store = get_store()
-try:
-    index = {r["run_id"]: r for r in store.list()}
-    runs = [r for r in index.values() if r["kind"] == "probe" and r["status"] == "done"]
-except Exception as exc:  # an unreadable store is a message, not a traceback
-    show_error(exc)
-    st.stop()
-
-if not runs:
-    st.info("No finished probe runs yet. Probe a stored model with `python -m analysis probe RUN_ID` "
-            "(a fine-tuned or pruned run; `python -m analysis probe default` for the pre-trained model).")
-    st.stop()
+index = runs_or_stop(lambda: {r["run_id"]: r for r in store.list()},
+                     "No finished probe runs yet. Probe a stored model with `python -m analysis probe RUN_ID` (a "
+                     "fine-tuned or pruned run; `python -m analysis probe default` for the pre-trained model).",
+                     has=lambda rows: any(r["kind"] == "probe" and r["status"] == "done" for r in rows.values()))
+runs = [r for r in index.values() if r["kind"] == "probe" and r["status"] == "done"]
 
 options = {f"{probe_label(store, r, index)} · probe run {r['run_id'][:8]}": r["run_id"] for r in runs}
 picked = st.multiselect("Probed models", list(options), default=list(options)[:6])

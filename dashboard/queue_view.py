@@ -9,7 +9,7 @@ import streamlit as st
 from analysis.errors import PruneScopeError
 from analysis.store import RunStore
 from analysis.workers import ACTIVE, JobQueue
-from dashboard.common import show_error
+from dashboard.common import LOCKED, actions_allowed, show_error
 
 REFRESH_SECONDS = 2.0
 
@@ -21,6 +21,9 @@ def _bar_text(job: dict) -> str:
 
 
 def _cancel(queue: JobQueue, job: dict) -> None:
+    if not actions_allowed():  # a disabled button is not enough: check again on the server
+        st.error(LOCKED)
+        return
     try:
         status = queue.cancel(job["run_id"], grace=5.0)
     except PruneScopeError as exc:
@@ -48,7 +51,8 @@ def show_queue(store: RunStore, key: str, recent: int = 5, title: str = "Queue")
         for job in active:
             left, right = st.columns([6, 1], vertical_alignment="center")
             left.progress(min(max(float(job["progress"]), 0.0), 1.0), text=_bar_text(job))
-            if right.button("Cancel", key=f"{key}:cancel:{job['job_id']}", disabled=job["status"] == "cancelling"):
+            if right.button("Cancel", key=f"{key}:cancel:{job['job_id']}",
+                            disabled=job["status"] == "cancelling" or not actions_allowed()):
                 _cancel(queue, job)
         finished = [j for j in rows if j["status"] not in ACTIVE]
         if finished:

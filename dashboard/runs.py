@@ -10,7 +10,7 @@ from analysis.demo import DemoConfig
 from analysis.errors import PruneScopeError
 from analysis.tables import runs_table
 from analysis.workers import JobQueue, delete_run, rerun
-from dashboard.common import get_store, short_name, show_error
+from dashboard.common import LOCKED, access_gate, actions_allowed, get_store, short_name, show_error
 from dashboard.queue_view import REFRESH_SECONDS, show_queue
 
 DEMO_COMMAND = "python -m analysis demo"
@@ -26,9 +26,13 @@ def first_run(store) -> None:
                 "sentences, a pruning sweep (SparseBERT, gradual magnitude, small-dense at 50% and 90%), probes "
                 "and head importance. It runs in a background worker (about 15 minutes on 2 cores, to be "
                 f"measured on yours); afterwards every page has something real to show. Same as `{DEMO_COMMAND}`.")
-    if st.button("Run the demo", type="primary", key="runs:demo"):
+    if st.button("Run the demo", type="primary", key="runs:demo", disabled=not actions_allowed()):
         try:
+            if not actions_allowed():  # a disabled button is not enough: check again on the server
+                raise PermissionError(LOCKED)
             sub = JobQueue(store).submit("demo", DemoConfig())
+        except PermissionError as exc:
+            st.error(str(exc))
         except PruneScopeError as exc:
             show_error(exc)
         else:
@@ -56,10 +60,12 @@ def manage(store, rows: list[dict]) -> None:
     st.subheader("Delete or re-run")
     names = {r["run_id"]: f"{r['run_id']} · {r['label'] or r['kind']} · {r['status']}" for r in rows}
     picked = st.selectbox("Run", list(names), format_func=names.get, key="runs:pick")
-    buttons = st.container(horizontal=True)
-    if buttons.button("Re-run…", key="runs:rerun", help="delete this record, then queue the same config again"):
+    buttons, locked = st.container(horizontal=True), not actions_allowed()
+    if buttons.button("Re-run…", key="runs:rerun", help="delete this record, then queue the same config again",
+                      disabled=locked):
         st.session_state["runs:confirm"] = ("re-run", picked)
-    if buttons.button("Delete…", key="runs:delete", help="delete the record, metrics, artefacts and weights"):
+    if buttons.button("Delete…", key="runs:delete", help="delete the record, metrics, artefacts and weights",
+                      disabled=locked):
         st.session_state["runs:confirm"] = ("delete", picked)
     action, target = st.session_state.get("runs:confirm") or (None, None)
     if target != picked:
@@ -71,8 +77,11 @@ def manage(store, rows: list[dict]) -> None:
     if no.button("Keep it", key="runs:no"):
         del st.session_state["runs:confirm"]
         st.rerun()
-    if yes.button(f"Yes, {action}", key="runs:yes", type="primary"):
+    if yes.button(f"Yes, {action}", key="runs:yes", type="primary", disabled=locked):
         del st.session_state["runs:confirm"]
+        if not actions_allowed():  # a disabled button is not enough: check again on the server
+            st.error(LOCKED)
+            return
         try:
             if action == "delete":
                 delete_run(store, target)
@@ -88,6 +97,7 @@ def manage(store, rows: list[dict]) -> None:
 
 st.title("Runs")
 store = get_store()
+access_gate()
 try:
     store.mark_stale()
     rows = store.list()

@@ -18,11 +18,13 @@ def pytest_configure(config):
 
 
 @pytest.fixture(autouse=True)
-def private_store(tmp_path, monkeypatch):
+def private_store(tmp_path, tmp_path_factory, monkeypatch):
     """Every test gets its own empty store, so tests never see each other's runs."""
     root = tmp_path / "runs"
     monkeypatch.setenv("PRUNESCOPE_STORE", str(root))
     monkeypatch.setenv("PRUNESCOPE_OFFLINE", "1")
+    # the tiny models and data files live in pytest's temp folders: allow them for queued launches
+    monkeypatch.setenv("PRUNESCOPE_ALLOWED_PATHS", str(tmp_path_factory.getbasetemp()))
     return root
 
 

@@ -57,7 +57,7 @@ def test_scale_page_shows_a_running_study_then_the_finished_one(tiny_models, sen
             raise KeyboardInterrupt("simulated kill")
         return real(kind, config, *a, **k)
 
-    monkeypatch.setattr("analysis.studies.data_scale.execute", crash_on_fourth)
+    monkeypatch.setattr("analysis.executors.execute", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
         jobs.execute("study-scale", cfg)
     at = page("scale").run()
@@ -65,7 +65,7 @@ def test_scale_page_shows_a_running_study_then_the_finished_one(tiny_models, sen
     means = {t["name"]: t["x"] for t in charts(at)[0]["data"] if t.get("mode") == "lines+markers"}
     assert means == {"transformer": [20], "lstm": [20]}  # (transformer, lstm) x seed 0, then transformer seed 1
 
-    monkeypatch.setattr("analysis.studies.data_scale.execute", real)
+    monkeypatch.setattr("analysis.executors.execute", real)
     study = jobs.execute("study-scale", cfg).record
     at = page("scale").run()
     assert not at.exception and not at.warning
@@ -180,3 +180,68 @@ def test_compare_page_on_real_runs(tiny_models, sentiment_files, tmp_path):
     bars, diffs = charts(at)
     assert len(bars["data"]) == 3 and len(diffs["data"][0]["y"]) == 3 and len(at.dataframe[1].value) == 3
     assert len(build_figure(store, "compare-differences", ids).table) == 3
+
+
+def test_accuracy_page_shows_training_curves_and_measured_latency(tiny_models, sentiment_files, capsys):
+    from analysis.cli import main
+    from analysis.pruning import PruneConfig
+    from analysis.studies.pruning_sweep import PruningSweepConfig
+
+    base = PruneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=2, batch_size=8))
+    sweep = PruningSweepConfig(prune=base, methods=("sparsebert", "small-dense"), sparsities=(0.5, 0.9), seeds=(0,))
+    study = jobs.execute("sweep-pruning", sweep).record  # weights kept: latency is measured on them
+    store = RunStore()
+    runs = {(r["method"], r["summary"]["requested_sparsity"]): r["run_id"] for r in store.list(kind="prune")}
+    teacher = store.require(runs[("sparsebert", 0.9)]).summary["teacher"]
+
+    at = page("accuracy").run()
+    assert not at.exception and len(charts(at)) == 3  # no latency measured yet: no latency figure, a message
+    assert "python -m analysis latency" in at.info[0].value and runs[("sparsebert", 0.5)] in at.info[0].value
+    curves = titled(charts(at), "Training curves")["data"]
+    assert at.selectbox[1].value == 0.9
+    # sparsebert and small-dense at 0.9 and their dense teacher: a loss line and a dev line each
+    assert len(curves) == 6 and {t["name"] for t in curves} == {"sparsebert s=0.9", "small-dense s=0.9", "dense"}
+    assert sorted(t["xaxis"] for t in curves) == ["x", "x", "x", "x2", "x2", "x2"]
+    assert all(t["y"] for t in curves)
+
+    measured = [runs[("sparsebert", 0.9)], runs[("small-dense", 0.9)], teacher]
+    code = main(["latency", ",".join(measured), "--threads", "1", "--repeats", "1", "--batch-size", "4", "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and set(result["measured"]) == set(measured) and not result["failed"]
+    for run_id in measured:
+        stored = store.load_artifact_json(run_id, "latency")
+        assert stored["threads"] == 1 and stored["batch_size"] == 4 and stored["kernel"] == "numba"
+        assert stored["torch"] and stored["latency_ms_per_batch"] > 0 and stored["batches"] == 3  # 12 dev texts
+    execution = {r: store.load_artifact_json(r, "latency")["execution"] for r in measured}
+    assert execution == {runs[("sparsebert", 0.9)]: "sparse-numba", runs[("small-dense", 0.9)]: "dense (compacted)",
+                         teacher: "dense"}
+    assert store.load_artifact_json(runs[("sparsebert", 0.9)], "latency")["sparse_layers"] > 0
+
+    at = page("accuracy").run()
+    assert not at.exception and len(charts(at)) == 4
+    latency = titled(charts(at), "measured CPU latency")
+    assert sorted(t["name"] for t in latency["data"]) == ["dense", "small-dense", "sparsebert"]
+    assert "not measured: 2 run(s)" in latency["layout"]["title"]["text"]
+    note = " ".join(c.value for c in at.caption)
+    assert runs[("sparsebert", 0.5)] in note and runs[("small-dense", 0.5)] in note and "latency.json" in note
+    assert set(at.dataframe[1].value["run_id"]) == set(measured)
+    built = build_figure(store, "latency-vs-metric", [study.run_id, teacher])
+    assert len(built.figure.data) == 3 and sorted(built.arguments["not_measured"]) == sorted(
+        [runs[("sparsebert", 0.5)], runs[("small-dense", 0.5)]])
+
+    at.selectbox[1].set_value(0.5).run()
+    curves = titled(charts(at), "Training curves")["data"]
+    assert not at.exception and {t["name"] for t in curves} == {"sparsebert s=0.5", "small-dense s=0.5", "dense"}
+    assert len(build_figure(store, "training-curves", [study.run_id]).figure.data) == 8  # four runs x two panels
+
+
+def test_latency_needs_stored_weights(tiny_models, sentiment_files, capsys):
+    from analysis.cli import main
+
+    cfg = FinetuneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=1, batch_size=16))
+    run_id = jobs.execute("finetune", cfg, save_weights=False).record.run_id
+    assert main(["latency", run_id, "--json"]) == 2
+    error = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "no weights" in error["error"] and "latency.json" not in " ".join(RunStore().artefacts(run_id))
+    assert main(["latency", run_id, "--kernel", "cuda", "--json"]) == 2
+    assert "unknown kernel" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]

@@ -88,7 +88,7 @@ def app(tmp_path, monkeypatch):
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
              "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
+             "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_healthy(url, proc, log)
@@ -319,7 +319,7 @@ def check_views(page, pruned: str) -> None:
     assert page.get_by_test_id("stPlotlyChart").first.locator(".heatmaplayer .hm").count() >= 1
     assert "magnitude" in chart_texts(page, 0)
     go_to(page, "Accuracy")
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)  # vs sparsity, vs non-zero, training curves
     assert "magnitude" in chart_texts(page, 0) and "sparsity" in chart_texts(page, 0).lower()
 
 

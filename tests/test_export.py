@@ -157,9 +157,9 @@ def test_greyscale_svg_has_only_grey_pixels_and_strokes(sweep_store):
 
 def test_export_keeps_the_okabe_ito_palette():
     prepared = prepare_figure(metric_vs_sparsity(rows()), ExportOptions())
-    assert list(prepared.layout.colorway) == list(OKABE_ITO)
+    assert list(prepared.layout.colorway) == list(OKABE_ITO[:7])  # Okabe-Ito without yellow for lines
     lines = [t for t in prepared.data if t.mode == "lines+markers"]
-    assert {t.line.color for t in lines} <= set(OKABE_ITO) and len(lines) == 3
+    assert {t.line.color for t in lines} <= set(OKABE_ITO[:7]) and len(lines) == 3
     assert prepared.layout.width == pytest.approx(3.3 * 96) and not prepared.layout.title.text
 
 

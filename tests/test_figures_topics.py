@@ -1,12 +1,17 @@
 """Data-scale, probe, Child-Tuning and Compare figures on synthetic inputs shaped like the stored artefacts."""
 
+import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from analysis import figures
 from analysis.compare import mcnemar, paired_bootstrap
+from analysis.figures.base import LINE_COLOURS, distinct_labels, log_ticks, si_label
+from analysis.figures.style import to_greyscale
 from analysis.studies.child_tuning_study import summarise as child_summarise
 from analysis.studies.curves import power_law
 from analysis.studies.data_scale import summarise as scale_summarise
@@ -88,7 +93,7 @@ def test_probe_figures_and_table():
     results = probe_results()
     bars = figures.probe_bars(results)
     assert [t.name for t in bars.data] == list(results) and all(t.type == "bar" for t in bars.data)
-    assert by_name(bars)["sparsebert s=0.9"].y[list(bars.data[1].x).index("transfer MR")] == 0.6
+    assert by_name(bars)["sparsebert s=0.9"].y[list(bars.data[1].x).index("transfer<br>MR")] == 0.6
     cka = figures.cka_lines(results)
     assert len(cka.data) == 4  # three lines against the pre-trained model, one against a teacher
     assert [t.xaxis for t in cka.data].count("x2") == 1 and list(cka.data[2].y) == [0.99, 0.9, 0.8]
@@ -160,3 +165,171 @@ def test_compare_figures():
     diff = figures.paired_differences(pairs)
     assert len(diff.data) == 1 and list(diff.data[0].y) == ["r1<br>− r2", "r1<br>− r3", "r2<br>− r3"]
     assert np.allclose(np.array(diff.data[0].x) - np.array(diff.data[0].error_x.arrayminus), pairs["ci_low"])
+
+
+# ----------------------------------------------------------------------------------------------
+# print layout and axis fixes: log ticks, single x values, clipped fits, palette, CKA panels, legends
+
+
+def test_log_ticks_are_1_2_5_or_decades_with_readable_labels():
+    values, labels = log_ticks(8, 67349 * 30, marks=[67349])
+    assert labels == ["10", "100", "1k", "10k", "67k", "1M"]  # 100k is within 0.2 decades of 67k: dropped
+    assert log_ticks(0.8e6, 6e6)[1] == ["1M", "2M", "5M"]  # a short span: 1-2-5
+    assert log_ticks(10, 1e9)[1] == ["10", "1k", "100k", "10M", "1G"]  # a long one: every other decade
+    assert log_ticks(2.7e6, 4e6)[1] == ["3.3M"]  # a span without a 1-2-5 value still gets one tick inside
+    assert [si_label(v) for v in (5, 300, 1500, 67349, 1_061_688)] == ["5", "300", "1.5k", "67k", "1.1M"]
+
+
+def test_scale_axes_use_the_readable_ticks():
+    _, summary = scale_summary()
+    for fig in (figures.scale_curves(summary, "accuracy"), figures.scale_gap(summary, "accuracy")):
+        axis = fig.layout.xaxis
+        assert axis.type == "log" and "67k" in axis.ticktext and "1k" in axis.ticktext
+        assert all(t[-1] in "0kMG" or t == "67k" for t in axis.ticktext)  # decades and the full split, no "2", "5"
+        assert 10 ** axis.range[0] <= 100 / 1.5 + 1e-6 and 10 ** axis.range[1] >= 67349 * 30 - 1
+
+
+def small_study():
+    """Like a tiny real study: the transformer at chance, the LSTM climbing fast, so its fit passes 1.0."""
+    values = {("transformer", 12): (0.5, 0.5), ("transformer", 24): (0.5, 0.5), ("transformer", 48): (0.5,),
+              ("lstm", 12): (0.65, 0.75), ("lstm", 24): (0.75, 0.83), ("lstm", 48): (1.0,)}
+    rows = [{"arm": arm, "size": size, "seed": seed, "run_id": f"{arm}{size}{seed}", "metric": "accuracy", "value": v}
+            for (arm, size), vs in values.items() for seed, v in enumerate(vs)]
+    return scale_summarise(rows, ("transformer", "lstm"))
+
+
+def test_fitted_curves_and_bands_are_drawn_within_the_metric_range_but_not_refitted():
+    summary = small_study()
+    curve = summary["curves"]["lstm"]
+    assert curve["ok"] and power_law(1440, curve["a"], curve["b"], curve["c"]) > 1.0  # the fit itself passes 1
+    fig = figures.scale_curves(summary, "accuracy")
+    fits = [t for t in fig.data if "fit" in t.name]
+    assert all(max(t.y) <= 1.0 for t in fits) and max(max(t.customdata) for t in fits) > 1.0  # raw values kept
+    assert all(min(t.y) >= 0.0 and max(t.y) <= 1.0 for t in fig.data if t.name.endswith("interval"))
+    clipped = [t for t in fits if max(t.customdata) > 1.0]
+    assert all("fitted %{customdata" in t.hovertemplate for t in clipped)
+    assert "drawn within the metric's range [0, 1]" in fig.layout.title.text
+    table = figures.curve_table(summary).set_index("arm")
+    assert table.loc["lstm", "a"] == curve["a"]  # the fit numbers are untouched
+    gap = figures.scale_gap(summary, "accuracy")
+    assert min(min(t.y) for t in gap.data if "fit" in t.name) >= -1.0 and "range" in gap.layout.title.text
+    _, full = scale_summary()  # fits that stay below 1 get no note
+    assert "range" not in figures.scale_curves(full, "accuracy").layout.title.text
+
+
+def pruned_rows(sparsities=(0.5, 0.8, 0.9), methods=("sparsebert", "small-dense", "random")):
+    return [{"run_id": f"{m}{s}", "method": m, "seed": 0, "sparsity": s, "encoder_sparsity": s,
+             "encoder_nonzero_params": round(10_000_000 * (1 - s)), "metric": "accuracy", "value": 0.9 - s / 10}
+            for m in methods for s in sparsities]
+
+
+def test_a_single_x_value_gets_a_padded_axis_around_it():
+    fig = figures.metric_vs_sparsity(pruned_rows(sparsities=(0.9,)))
+    low, high = fig.layout.xaxis.range
+    assert low < 0.9 < high and high - low < 0.5 and list(fig.layout.xaxis.tickvals) == [0.9]
+    nonzero = figures.metric_vs_nonzero(pruned_rows(sparsities=(0.9,))).layout.xaxis
+    assert nonzero.type == "log" and nonzero.range[0] < 6 < nonzero.range[1] and nonzero.ticktext == ("1M",)
+    several = figures.metric_vs_sparsity(pruned_rows())
+    assert several.layout.xaxis.range is None  # plotly's own range when there is more than one value
+    curves = figures.training_curves({"a": [{"step": 10, "loss": 0.7}, {"step": 20, "loss": 0.5}]},
+                                     {"a": [{"epoch": 1, "accuracy": 0.8}]}, "accuracy")
+    assert list(curves.layout.xaxis2.range) == [0.5, 1.5] and list(curves.layout.xaxis2.tickvals) == [1]
+
+
+def test_lines_never_use_the_okabe_ito_yellow_and_greyscale_tells_them_apart():
+    yellow = "#F0E442"
+    assert yellow not in LINE_COLOURS and set(LINE_COLOURS) < set(figures.OKABE_ITO)
+    assert all(figures.method_colour(m) != yellow for m in figures.METHOD_ORDER)
+    rows = pruned_rows(methods=figures.METHOD_ORDER)  # ten methods: colours repeat, dashes then differ
+    fig = figures.metric_vs_sparsity(rows)
+    styles = [(t.line.color, t.line.dash) for t in fig.data if t.mode == "lines+markers"]
+    assert len(styles) == 10 and len(set(styles)) == 10 and yellow not in {c for c, _ in styles}
+    results = probe_results()
+    _, summary = scale_summary()
+    for f in (figures.cka_lines(results), figures.layer_probe_lines(results), figures.probe_bars(results),
+              figures.scale_curves(summary), figures.training_curves({str(i): [{"step": 1, "loss": 1.0}]
+                                                                       for i in range(9)})):
+        spec = json.dumps(f.to_plotly_json()["data"])
+        assert yellow.lower() not in spec.lower()
+    grey = to_greyscale(fig)
+    lines = [t for t in grey.data if t.mode == "lines+markers"]
+    assert len({(t.line.dash, t.marker.symbol) for t in lines}) == len(lines)
+
+
+def test_cka_without_any_teacher_has_no_empty_panel():
+    only_pretrained = {"dense": {"cka": {"applicable": True, "pretrained": [0.5, 0.45, 0.4], "teacher": None}}}
+    fig = figures.cka_lines(only_pretrained)
+    assert len(fig.data) == 1 and "xaxis2" not in fig.layout and "no CKA against a dense teacher" in fig.layout.title.text
+    assert [a.text for a in fig.layout.annotations] == ["vs the pre-trained model"]
+    both = figures.cka_lines(probe_results())
+    assert "xaxis2" in both.layout and "no CKA" not in both.layout.title.text
+
+
+def test_training_curves_have_a_loss_and_a_dev_panel():
+    losses = {"sparsebert s=0.9 seed 0": [{"step": s, "loss": 8.0 / s} for s in (10, 20, 30)],
+              "dense seed 0": [{"step": s, "loss": 0.7 / s} for s in (10, 20, 30)]}
+    epochs = {"sparsebert s=0.9 seed 0": [{"epoch": e, "accuracy": 0.6 + e / 10, "step": 10 * e} for e in (1, 2, 3)],
+              "dense seed 0": [{"epoch": e, "accuracy": 0.8 + e / 100, "step": 10 * e} for e in (1, 2, 3)]}
+    fig = figures.training_curves(losses, epochs, "accuracy")
+    assert [(t.name, t.xaxis, t.mode) for t in fig.data] == [
+        ("sparsebert s=0.9", "x", "lines"), ("sparsebert s=0.9", "x2", "lines+markers"),
+        ("dense", "x", "lines"), ("dense", "x2", "lines+markers")]  # the shared "seed 0" goes to the subtitle
+    assert "all runs: seed 0" in fig.layout.title.text
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.title.text == "step"
+    assert fig.layout.xaxis2.title.text == "epoch" and np.allclose(fig.data[1].y, [0.7, 0.8, 0.9])
+    assert len(figures.training_curves({}, epochs, "accuracy").data) == 2  # no loss logged: one panel
+
+
+def test_latency_vs_metric_draws_stored_measurements_and_names_the_rest():
+    def measured(run_id, method, ms, value):
+        return {"run_id": run_id, "method": method, "value": value, "label": run_id,
+                "latency": {"latency_ms_per_batch": ms, "examples_per_second": 32000 / ms, "threads": 1,
+                            "batch_size": 32, "execution": "dense"}}
+
+    rows = [measured("a", "sparsebert", 120.0, 0.84), measured("b", "sparsebert", 90.0, 0.80),
+            measured("c", "dense", 150.0, 0.86)]
+    fig = figures.latency_vs_metric(rows, ["d", "e"], "accuracy")
+    assert [t.name for t in fig.data] == ["dense", "sparsebert"]
+    assert list(fig.data[1].x) == [90.0, 120.0] and list(fig.data[1].y) == [0.80, 0.84]  # sorted by latency
+    assert "not measured: 2 run(s)" in fig.layout.title.text and "batch 32, 1 thread(s)" in fig.layout.title.text
+
+
+def test_common_words_of_run_labels_are_said_once():
+    short, common = distinct_labels(["magnitude sst2 s=0.9 seed=0 (94b7)", "magnitude sst2 s=0.8 seed=0 (d825)"])
+    assert short == ["s=0.9 (94b7)", "s=0.8 (d825)"] and common == "magnitude sst2 seed=0"
+    assert distinct_labels(["a x", "a x"]) == (["a x", "a x"], "")  # nothing would tell them apart
+
+
+def _legend_and_plots(svg: str) -> tuple[tuple[float, float, float, float], list[tuple[float, float, float, float]]]:
+    """The legend's box and each subplot's box (from the axis lines) in a rendered plotly SVG."""
+    x, y = map(float, re.search(r'class="legend"[^>]*transform="translate\(([\d.]+),\s*([\d.]+)\)', svg).groups())
+    w, h = map(float, re.search(r'class="legend".*?class="bg"[^>]*?width="([\d.]+)" height="([\d.]+)"', svg,
+                                re.S).groups())
+    xs = [tuple(map(float, m)) for m in re.findall(r'class="xlines-above crisp"[^>]*d="M([\d.]+),([\d.]+)H([\d.]+)"', svg)]
+    ys = [tuple(map(float, m)) for m in re.findall(r'class="ylines-above crisp"[^>]*d="M([\d.]+),([\d.]+)V([\d.]+)"', svg)]
+    plots = [(x0, min(y0 for _, y0, _ in ys), x1, yb) for (x0, yb, x1) in xs]
+    return (x, y, x + w, y + h), plots
+
+
+@pytest.mark.parametrize("width", ["single", "double"])
+def test_exported_legends_never_cover_the_plot(width):
+    from analysis.export import ExportOptions, prepare_figure
+    from analysis.render import renderer
+
+    _, summary = scale_summary()
+    many = {f"{m} s=0.9 seed 0": [{"step": s, "loss": 1.0 / s} for s in (10, 20)] for m in figures.METHOD_ORDER[:6]}
+    options = ExportOptions(width=width, formats=("svg",))
+    for fig in (figures.metric_vs_sparsity(pruned_rows(methods=figures.METHOD_ORDER[1:7])),
+                figures.scale_curves(summary), figures.cka_lines(probe_results()), figures.training_curves(many)):
+        prepared = prepare_figure(fig, options)
+        svg = renderer().render(prepared, "svg", prepared.layout.width, prepared.layout.height).decode()
+        (lx0, ly0, lx1, ly1), plots = _legend_and_plots(svg)
+        assert plots
+        for px0, py0, px1, py1 in plots:
+            assert lx1 <= px0 or lx0 >= px1 or ly1 <= py0 or ly0 >= py1, (width, fig.layout.title.text)
+        assert ly1 <= prepared.layout.height and lx1 <= prepared.layout.width + 1
+        # and it leaves the data most of the figure: (old single-column exports gave it a third of the width)
+        assert sum(px1 - px0 for px0, _, px1, _ in plots) >= 0.6 * prepared.layout.width, fig.layout.title.text
+        assert min(py1 - py0 for _, py0, _, py1 in plots) >= 0.35 * prepared.layout.height, fig.layout.title.text
+        assert prepared.layout.legend.font.size < prepared.layout.font.size

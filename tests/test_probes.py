@@ -8,7 +8,7 @@ import torch
 from analysis import jobs, models
 from analysis.config import DataConfig, FinetuneConfig
 from analysis.data import load_split, subsample
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, DataError
 from analysis.heads import head_importance
 from analysis.probes.cka import linear_cka
 from analysis.probes.transfer import logistic_accuracy
@@ -80,6 +80,8 @@ def test_probe_run_on_a_fine_tuned_tiny_model(tiny_models, sentiment_files):
     cka = probes["cka"]
     assert cka["applicable"] and len(cka["pretrained"]) == 3 and cka["teacher"] is None
     assert all(0 <= v <= 1.0 + 1e-6 for v in cka["pretrained"])
+    with pytest.raises(ConfigError, match="was trained on .*not 'sst2'"):  # --task is for targets without one
+        jobs.execute("probe", ProbeConfig(target=rec.run_id, probes=("cka",), task="sst2"))
 
 
 def test_probe_of_a_missing_run_is_a_clear_error():
@@ -89,3 +91,5 @@ def test_probe_of_a_missing_run_is_a_clear_error():
         jobs.execute("probe", ProbeConfig(target="nope"))
     with pytest.raises(ConfigError, match="unknown probe 'vibes'"):
         ProbeConfig(probes=("vibes",))
+    with pytest.raises(DataError, match="unknown dataset .nosuchtask."):
+        ProbeConfig(task="nosuchtask")

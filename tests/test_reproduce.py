@@ -82,7 +82,7 @@ def test_a_probe_run_brings_its_target_and_teacher_along(tiny_models, sentiment_
 
 def test_an_unfinished_run_cannot_be_reproduced():
     store = RunStore()
-    store.claim("broken01", "finetune", {}, {})
-    store.fail("broken01", "RuntimeError: boom")
+    store.claim("badc0ffee0000001", "finetune", {}, {})
+    store.fail("badc0ffee0000001", "RuntimeError: boom")
     with pytest.raises(StoreError, match="no results to compare"):
-        reproduce("broken01")
+        reproduce("badc0ffee0000001")

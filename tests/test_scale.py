@@ -49,13 +49,13 @@ def test_study_runs_and_resumes_after_a_crash(tiny_models, sentiment_files, monk
                 raise KeyboardInterrupt("simulated kill")
         return real(kind, config, *a, **k)
 
-    monkeypatch.setattr("analysis.studies.data_scale.execute", crash_on_third)
+    monkeypatch.setattr("analysis.executors.execute", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         jobs.execute("study-scale", cfg)
     store = RunStore()
     finished = {r["run_id"] for r in store.list(kind="finetune") if r["status"] == "done"}
     assert len(finished) == 2 and store.list(kind="study-scale")[0]["status"] == "interrupted"
-    monkeypatch.setattr("analysis.studies.data_scale.execute", real)
+    monkeypatch.setattr("analysis.executors.execute", real)
     rec = jobs.execute("study-scale", cfg).record
     table = store.load_artifact_json(rec.run_id, "table")
     assert len(table) == 4 and finished <= {r["run_id"] for r in table}

@@ -10,44 +10,46 @@ from analysis.errors import StoreError
 from analysis.finetune import Finetune
 from analysis.store import RunStore, write_atomic
 
+R1 = "0123456789abcdef"  # run ids are 16 lowercase hex digits
+
 
 def test_round_trip(tmp_path):
     store = RunStore(tmp_path / "s")
-    assert store.claim("r1", "finetune", {"a": 1}, {"method": "vanilla", "dataset": "x", "seed": 0})
-    store.append_metrics("r1", {"step": 1, "loss": 0.5})
-    store.save_arrays("r1", "masks", {"w": np.arange(6, dtype=np.float32).reshape(2, 3)})
-    store.finish("r1", {"accuracy": 0.9}, {"steps": 1}, {"versions": {"torch": "x"}})
-    rec = store.require("r1")
+    assert store.claim(R1, "finetune", {"a": 1}, {"method": "vanilla", "dataset": "x", "seed": 0})
+    store.append_metrics(R1, {"step": 1, "loss": 0.5})
+    store.save_arrays(R1, "masks", {"w": np.arange(6, dtype=np.float32).reshape(2, 3)})
+    store.finish(R1, {"accuracy": 0.9}, {"steps": 1}, {"versions": {"torch": "x"}})
+    rec = store.require(R1)
     assert rec.status == "done" and rec.metrics == {"accuracy": 0.9} and rec.config == {"a": 1}
-    assert store.read_metrics("r1") == [{"step": 1, "loss": 0.5}]
-    assert np.array_equal(store.load_arrays("r1", "masks")["w"], np.arange(6).reshape(2, 3))
-    assert store.record("r1")["versions"] == {"torch": "x"}
-    assert [r["run_id"] for r in store.list()] == ["r1"]
+    assert store.read_metrics(R1) == [{"step": 1, "loss": 0.5}]
+    assert np.array_equal(store.load_arrays(R1, "masks")["w"], np.arange(6).reshape(2, 3))
+    assert store.record(R1)["versions"] == {"torch": "x"}
+    assert [r["run_id"] for r in store.list()] == [R1]
     # a second claim of a finished run is refused: it is served, not re-run
-    assert not store.claim("r1", "finetune", {"a": 1}, {})
-    store.delete("r1")
-    assert store.get("r1") is None and not (store.root / "r1").exists()
+    assert not store.claim(R1, "finetune", {"a": 1}, {})
+    store.delete(R1)
+    assert store.get(R1) is None and not (store.root / R1).exists()
 
 
 def test_torn_metrics_line_is_ignored(tmp_path):
     store = RunStore(tmp_path / "s")
-    store.claim("r1", "finetune", {}, {})
-    store.append_metrics("r1", {"step": 1})
-    with open(store.run_dir("r1") / "metrics.jsonl", "a") as fh:
+    store.claim(R1, "finetune", {}, {})
+    store.append_metrics(R1, {"step": 1})
+    with open(store.run_dir(R1) / "metrics.jsonl", "a") as fh:
         fh.write('{"step": 2, "lo')
-    assert store.read_metrics("r1") == [{"step": 1}]
+    assert store.read_metrics(R1) == [{"step": 1}]
 
 
 def test_stale_running_run_is_marked_interrupted(tmp_path):
     store = RunStore(tmp_path / "s")
-    store.claim("r1", "finetune", {}, {})
+    store.claim(R1, "finetune", {}, {})
     with store._db() as db:
-        db.execute("UPDATE runs SET heartbeat=? WHERE run_id='r1'", (time.time() - 3600,))
+        db.execute("UPDATE runs SET heartbeat=? WHERE run_id=?", (time.time() - 3600, R1))
     assert store.mark_stale() == 1
-    rec = store.require("r1")
+    rec = store.require(R1)
     assert rec.status == "interrupted" and "heartbeat" in rec.error
     # an interrupted run may be claimed again
-    assert store.claim("r1", "finetune", {}, {})
+    assert store.claim(R1, "finetune", {}, {})
 
 
 def test_write_atomic_leaves_no_temp_files(tmp_path):
@@ -60,7 +62,7 @@ def test_write_atomic_leaves_no_temp_files(tmp_path):
 
 def test_bad_run_ids_are_refused(tmp_path):
     store = RunStore(tmp_path / "s")
-    for bad in ("../etc", "a/b", ""):
+    for bad in ("../etc", "a/b", "", "r1", "0123456789ABCDEF", "0123456789abcdef/"):
         with pytest.raises(StoreError):
             store.run_dir(bad)
     with pytest.raises(StoreError, match="no run"):

@@ -144,9 +144,9 @@ def test_rerun_deletes_the_failed_record_and_queues_its_config(tiny_models, sent
     rid = run_id("finetune", cfg)
     store.claim(rid, "finetune", cfg.to_dict(), {"method": "vanilla"})
     store.fail(rid, "RuntimeError: out of memory")
-    store.claim("busy0001", "finetune", {}, {})
+    store.claim("b0b0b0b0b0b0b0b1", "finetune", {}, {})
     with pytest.raises(StoreError, match="cancel it first"):
-        workers.delete_run(store, "busy0001")
+        workers.delete_run(store, "b0b0b0b0b0b0b0b1")
     sub = workers.rerun(store, rid)
     assert sub.run_id == rid and sub.status == "queued" and store.get(rid) is None
     assert JobQueue(store).cancel(rid) == "cancelled"

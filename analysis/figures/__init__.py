@@ -4,8 +4,8 @@ One module per topic; every public figure function is re-exported here (`figures
 """
 
 from .base import METHOD_ORDER, OKABE_ITO, layout, method_colour  # noqa: F401
-from .pruning import (metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap,  # noqa: F401
-                      training_curves)
+from .pruning import (latency_vs_metric, metric_vs_nonzero, metric_vs_sparsity, parameter_bars,  # noqa: F401
+                      sparsity_heatmap, training_curves)
 from .registry import FIGURES, FigureResult, NotApplicable, build_figure, register_figure  # noqa: F401
 from . import pruning_named  # noqa: F401,E402  (registers the pruning figures by name)
 from .scale import curve_table, scale_curves, scale_gap, scale_table  # noqa: F401,E402

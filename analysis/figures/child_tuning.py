@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .base import OKABE_ITO, layout, side_legend
+from .base import distinct_labels, layout, log_y_axis, series_colour, side_legend
 from .registry import FigureResult, register_figure
 
 METHOD_ORDER = ("vanilla", "child-f", "child-d")
@@ -22,7 +22,7 @@ def method_colour(method: str) -> str:
     """One colour per fine-tuning method (vanilla, child-f, child-d), whatever its p."""
     base = method.split(" ")[0]
     index = METHOD_ORDER.index(base) if base in METHOD_ORDER else 3 + sum(map(ord, method)) % 4
-    return OKABE_ITO[index % len(OKABE_ITO)]
+    return series_colour(index)
 
 
 def _per_layer(table: Sequence[Mapping[str, Any]], key: str) -> dict[int, float]:
@@ -37,15 +37,17 @@ def _per_layer(table: Sequence[Mapping[str, Any]], key: str) -> dict[int, float]
 def fisher_per_layer(networks: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     """Mean diagonal Fisher per encoder layer (log scale), one line per Child-D run."""
     fig = go.Figure()
-    for i, (label, net) in enumerate(networks.items()):
+    names, common = distinct_labels(list(networks))
+    for i, (label, net) in enumerate(zip(names, networks.values())):
         per_layer = _per_layer(net["by_layer_module"], "fisher_mean")
         if not any(v > 0 for v in per_layer.values()):
             continue  # a mask reused from another run (--mask-from) carries no Fisher scores
         fig.add_trace(go.Scatter(x=list(per_layer), y=list(per_layer.values()), mode="lines+markers", name=label,
-                                 line=dict(color=OKABE_ITO[i % len(OKABE_ITO)], width=2)))
-    fig.update_yaxes(type="log")
+                                 line=dict(color=series_colour(i), width=2)))
+    log_y_axis(fig)
     fig.update_xaxes(dtick=1)
-    return side_legend(layout(fig, "Diagonal empirical Fisher per layer<br><sup>mean over the layer's parameters</sup>",
+    return side_legend(layout(fig, "Diagonal empirical Fisher per layer<br><sup>mean over the layer's parameters"
+                              + (f" · all runs: {common}" if common else "") + "</sup>",
                               "encoder layer", "mean Fisher score (log scale)"))
 
 
@@ -64,15 +66,17 @@ def fisher_heatmap(network: Mapping[str, Any], title: str = "") -> go.Figure:
 def child_share_per_layer(networks: Mapping[str, Mapping[str, Any]], p: float | None = None) -> go.Figure:
     """The share of each encoder layer's parameters in the child network, one bar group per run."""
     fig = go.Figure()
-    for i, (label, net) in enumerate(networks.items()):
+    names, common = distinct_labels(list(networks))
+    for i, (label, net) in enumerate(zip(names, networks.values())):
         shares = net["child_share_per_layer"]
         fig.add_trace(go.Bar(x=[f"layer {k}" for k in shares], y=list(shares.values()), name=label,
-                             marker_color=OKABE_ITO[i % len(OKABE_ITO)]))
+                             marker_color=series_colour(i)))
     if p is not None:
         fig.add_hline(y=p, line_dash="dash", line_color="#444444", annotation_text=f"p_D = {p:g} (overall share)",
                       annotation_position="top left")
     fig.update_layout(barmode="group")
-    return side_legend(layout(fig, "Child network's share of each layer (Child-D)", "",
+    title = "Child network's share of each layer (Child-D)" + (f"<br><sup>all runs: {common}</sup>" if common else "")
+    return side_legend(layout(fig, title, "",
                               "share of parameters in the child"))
 
 
@@ -150,7 +154,7 @@ def weight_change_per_layer(changes: Mapping[str, Sequence[Sequence[Mapping[str,
             fig.add_trace(go.Scatter(x=keys, y=[values[k] / ref[k] for k in keys], mode="lines+markers",
                                      name=f"{label} / {reference}", legendgroup=label, showlegend=False,
                                      line=dict(color=colour, width=2, dash="dot")), row=1, col=2)
-    fig.update_yaxes(type="log", row=1, col=1)
+    log_y_axis(fig, "y", row=1, col=1)
     if ref is not None:
         fig.add_hline(y=1.0, line_dash="dash", line_color="#444444", row=1, col=2)
     return side_legend(layout(fig, "Weight change per layer after fine-tuning", "", ""))

@@ -24,15 +24,15 @@ def _grid(values: Any) -> np.ndarray:
 
 
 def _importance_traces(grid: np.ndarray, layer_labels: Sequence[str], zmax: float | None, show_scale: bool,
-                       label: str) -> list[go.BaseTraceType]:
+                       label: str, show_legend: bool = True) -> list[go.BaseTraceType]:
     heads = [f"h{h}" for h in range(grid.shape[1])]
     removed = np.argwhere(np.isnan(grid))
     traces: list[go.BaseTraceType] = [go.Heatmap(
         z=grid, x=heads, y=list(layer_labels), zmin=0, zmax=zmax, colorscale="Viridis", showscale=show_scale,
-        colorbar=dict(title=label), hoverongaps=False, hovertemplate="%{y} %{x}: %{z:.4f}<extra></extra>")]
+        colorbar=dict(title=dict(text=label, side="right")), hoverongaps=False, hovertemplate="%{y} %{x}: %{z:.4f}<extra></extra>")]
     if len(removed):
         traces.append(go.Scatter(x=[heads[h] for _, h in removed], y=[layer_labels[l] for l, _ in removed],
-                                 mode="markers", name="removed head", showlegend=show_scale,
+                                 mode="markers", name="removed head", showlegend=show_legend,
                                  marker=dict(symbol="x-thin", size=14, line=dict(width=2, color="#000000")),
                                  hovertemplate="%{y} %{x}: removed<extra></extra>"))
     return traces
@@ -55,12 +55,19 @@ def head_importance_panels(panels: dict[str, Any], label: str = "importance", sa
     finite = [g[np.isfinite(g)] for g in grids.values()]
     zmax = max((float(f.max()) for f in finite if f.size), default=1.0) if same_scale else None
     fig = make_subplots(rows=1, cols=len(grids), subplot_titles=list(grids), shared_yaxes=True,
-                        horizontal_spacing=0.05)
+                        horizontal_spacing=0.05 if same_scale else 0.22)  # room for a colour bar per panel
+    removed_shown = False
     for col, grid in enumerate(grids.values(), 1):
         labels = list(layer_labels or [f"layer {i}" for i in range(grid.shape[0])])
-        for trace in _importance_traces(grid, labels, zmax, col == len(grids) if same_scale else True, label):
+        show_legend = not removed_shown and bool(np.isnan(grid).any())  # one "removed head" entry in all
+        removed_shown |= show_legend
+        for trace in _importance_traces(grid, labels, zmax, col == len(grids) if same_scale else True, label,
+                                        show_legend):
             if isinstance(trace, go.Heatmap) and not same_scale:
-                trace.colorbar.x = col / len(grids) + 0.01
+                domain = fig.layout["xaxis" + ("" if col == 1 else str(col))].domain
+                trace.colorbar.update(x=domain[1] + 0.01, xanchor="left")
+                if col < len(grids):  # the scale's name once, on the last bar: between panels it crowds the next
+                    trace.colorbar.title.text = None
             fig.add_trace(trace, row=1, col=col)
     fig.update_yaxes(autorange="reversed")
     return _removed_look(layout(fig, "Head importance side by side", "head", ""))

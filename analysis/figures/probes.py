@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .base import OKABE_ITO, layout, side_legend
+from .base import layout, series_colour, series_dash, side_legend
 from .registry import FigureResult, NotApplicable, register_figure
 
 TRANSFER_TASKS = ("mr", "cr", "subj", "mpqa")
@@ -23,11 +23,12 @@ SCALARS = (
 )
 BAR_KEYS = ("teacher agreement", *(f"transfer {t.upper()}" for t in TRANSFER_TASKS), "transfer mean",
             "STS-B Spearman (zero-shot)", "masked-token accuracy")
+BAR_LABELS = {"STS-B Spearman (zero-shot)": "STS-B ρ<br>(zero-shot)"}  # tick labels: two short lines each
 
 
 def run_colour(i: int) -> str:
     """The i-th probed model's colour."""
-    return OKABE_ITO[i % len(OKABE_ITO)]
+    return series_colour(i)
 
 
 def probe_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
@@ -65,31 +66,41 @@ def probe_bars(results: Mapping[str, Mapping[str, Any]]) -> go.Figure:
     keys = [k for k in BAR_KEYS if k in table.columns]
     fig = go.Figure()
     for i, (_, row) in enumerate(table.iterrows()):
-        fig.add_trace(go.Bar(x=keys, y=[row.get(k) for k in keys], name=str(row["model"]),
-                             marker_color=run_colour(i), hovertemplate="%{x}: %{y:.3f}<extra>%{fullData.name}</extra>"))
+        fig.add_trace(go.Bar(x=[bar_label(k) for k in keys], y=[row.get(k) for k in keys], name=str(row["model"]),
+                             marker_color=run_colour(i), hovertemplate="%{y:.3f}<extra>%{fullData.name}</extra>"))
     fig.update_layout(barmode="group")
     fig.update_yaxes(range=[0, 1.02])
     return side_legend(layout(fig, "Knowledge-loss probes per model (higher keeps more)", "", "score"))
 
 
+def bar_label(key: str) -> str:
+    """A probe measure as a bar's tick label: 'transfer MR' as 'transfer<br>MR'."""
+    return BAR_LABELS.get(key) or key.replace(" ", "<br>", 1)
+
+
 def cka_lines(results: Mapping[str, Mapping[str, Any]]) -> go.Figure:
-    """Linear CKA per layer, one panel against the pre-trained model and one against the dense teacher."""
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.06,
-                        subplot_titles=("vs the pre-trained model", "vs the dense fine-tuned teacher"))
+    """Linear CKA per layer against the pre-trained model and against the dense teacher, one panel each; a
+    reference no model was compared with gets no (empty) panel, and the subtitle says why."""
+    titles = {"pretrained": "vs the pre-trained model", "teacher": "vs the dense fine-tuned teacher"}
+    applied = {label: p["cka"] for label, p in results.items() if p.get("cka", {}).get("applicable")}
+    refs = [w for w in titles if any(c.get(w) for c in applied.values())] or ["pretrained"]
+    fig = make_subplots(rows=1, cols=len(refs), shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[titles[w] for w in refs])
     for i, (label, probes) in enumerate(results.items()):
-        cka = probes.get("cka", {})
-        if not cka.get("applicable"):
-            continue
-        for col, which in enumerate(("pretrained", "teacher"), 1):
+        cka = applied.get(label, {})
+        shown = False
+        for col, which in enumerate(refs, 1):
             values = cka.get(which)
-            if not values:
-                continue
-            fig.add_trace(go.Scatter(x=list(range(len(values))), y=values, mode="lines+markers", name=label,
-                                     legendgroup=label, showlegend=col == 1 or not cka.get("pretrained"),
-                                     line=dict(color=run_colour(i), width=2)), row=1, col=col)
+            if values:
+                fig.add_trace(go.Scatter(x=list(range(len(values))), y=values, mode="lines+markers", name=label,
+                                         legendgroup=label, showlegend=not shown,
+                                         line=dict(color=run_colour(i), dash=series_dash(i), width=2)), row=1, col=col)
+                shown = True
     fig.update_yaxes(range=[0, 1.02])
     fig.update_xaxes(title_text="layer (0 = embeddings)", dtick=1)
-    return side_legend(layout(fig, "Linear CKA per layer on 512 WikiText-2 sentences", "", "linear CKA"))
+    note = ("" if "teacher" in refs else "<br><sup>no CKA against a dense teacher: none of these models has one "
+            "(only pruned runs do)</sup>")
+    return side_legend(layout(fig, "Linear CKA per layer on 512 WikiText-2 sentences" + note, "", "linear CKA"))
 
 
 def layer_probe_lines(results: Mapping[str, Mapping[str, Any]]) -> go.Figure:
@@ -100,7 +111,7 @@ def layer_probe_lines(results: Mapping[str, Mapping[str, Any]]) -> go.Figure:
         values = layer.get("accuracy_per_layer") if layer.get("applicable") else None
         if values:
             fig.add_trace(go.Scatter(x=list(range(len(values))), y=values, mode="lines+markers", name=label,
-                                     line=dict(color=run_colour(i), width=2)))
+                                     line=dict(color=run_colour(i), dash=series_dash(i), width=2)))
     fig.update_xaxes(dtick=1)
     return side_legend(layout(fig, "Linear probe of the task label at every layer<br><sup>dev accuracy</sup>",
                               "layer (0 = embeddings)", "accuracy"))

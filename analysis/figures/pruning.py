@@ -1,7 +1,9 @@
-"""Pruning figures: achieved sparsity, kept/masked/removed weights, metric vs sparsity and vs non-zero parameters."""
+"""Pruning figures: achieved sparsity, kept/masked/removed weights, metric vs sparsity and vs non-zero parameters,
+training curves, and the metric vs measured latency."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Sequence
 
 import pandas as pd
@@ -9,7 +11,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..arch import MODULE_TYPES
-from .base import OKABE_ITO, band_lines, layout
+from .base import (LINE_DASHES, METHOD_ORDER, OKABE_ITO, band_lines, distinct_labels, layout, log_y_axis,
+                   method_colour, method_dash, series_colour, side_legend)
 
 
 def sparsity_heatmap(reports: dict[str, dict[str, Any]]) -> go.Figure:
@@ -51,7 +54,7 @@ def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = Non
     fig = band_lines(go.Figure(), df, "encoder_sparsity")
     if dense is not None:
         fig.add_hline(y=dense, line_dash="dash", line_color="#444444", line_width=1.5,
-                      annotation_text=f"dense fine-tuned ({dense:.3f})", annotation_position="bottom left")
+                      annotation_text=f"dense fine-tuned ({dense:.3f})", annotation_position="top right")
     metric = df["metric"].iloc[0] if len(df) else "metric"
     return layout(fig, f"Dev {metric} vs encoder sparsity", "encoder sparsity (measured)", metric)
 
@@ -64,11 +67,83 @@ def metric_vs_nonzero(rows: Sequence[dict[str, Any]]) -> go.Figure:
     return layout(fig, f"Dev {metric} vs non-zero encoder parameters", "non-zero encoder parameters", metric)
 
 
-def training_curves(histories: dict[str, list[dict[str, Any]]]) -> go.Figure:
-    """Training loss per step, one line per run."""
+def _run_styles(labels: Sequence[str]) -> list[tuple[str, str]]:
+    """(colour, dash) per run label: its method's colour when the label starts with a known method (as in the
+    other accuracy figures), else the next colour; runs sharing a colour (seeds) differ by dash."""
+    styles, used = [], Counter()
+    for i, label in enumerate(labels):
+        method = label.split(" ")[0]
+        colour = method_colour(method) if method in METHOD_ORDER else series_colour(i)
+        styles.append((colour, LINE_DASHES[used[colour] % len(LINE_DASHES)]))
+        used[colour] += 1
+    return styles
+
+
+def _run_panel(fig: go.Figure, points: Sequence[tuple[float, float]], label: str, style: tuple[str, str], col: int,
+               mode: str, shown: bool, hover: str) -> None:
+    fig.add_trace(go.Scatter(x=[p[0] for p in points], y=[p[1] for p in points], mode=mode, name=label,
+                             legendgroup=label, showlegend=not shown, marker=dict(size=6),
+                             line=dict(color=style[0], dash=style[1], width=1.5),
+                             hovertemplate=f"{label}<br>{hover}<extra></extra>"), row=1, col=col)
+
+
+def training_curves(losses: dict[str, list[dict[str, Any]]], epochs: dict[str, list[dict[str, Any]]] | None = None,
+                    metric: str = "metric") -> go.Figure:
+    """Training loss per logged step and the dev metric after each epoch, one colour per run (a panel is left
+    out when no run has its values)."""
+    epochs = epochs or {}
+    labels = list(dict.fromkeys([*losses, *epochs]))
+    curves = {"loss": {label: [(h["step"], h["loss"]) for h in losses.get(label, []) if "loss" in h] for label in labels},
+              "dev": {label: [(e["epoch"], e[metric]) for e in epochs.get(label, []) if e.get(metric) is not None]
+                      for label in labels}}
+    names, common = distinct_labels(labels)  # e.g. "seed 0" said once in the subtitle, not in every entry
+    panels = [p for p in ("loss", "dev") if any(curves[p].values())]
+    titles = {"loss": "training loss per step", "dev": f"dev {metric} after each epoch"}
+    fig = make_subplots(rows=1, cols=max(1, len(panels)), horizontal_spacing=0.12,
+                        subplot_titles=[titles[p] for p in panels] or None)
+    styles = _run_styles(labels)
+    for i, label in enumerate(labels):
+        shown = False
+        for col, panel in enumerate(panels, 1):
+            if curves[panel][label]:
+                mode, hover = (("lines", "step %{x}: loss %{y:.4f}") if panel == "loss"
+                               else ("lines+markers", f"epoch %{{x}}: {metric} %{{y:.4f}}"))
+                _run_panel(fig, curves[panel][label], names[i], styles[i], col, mode, shown, hover)
+                shown = True
+    title = ("Training curves<br><sup>" + (f"all runs: {common} · " if common else "") + "loss as each run "
+             "optimises it (a distillation loss is not on the cross-entropy scale) · dev metric after each epoch</sup>")
+    fig = side_legend(layout(fig, title, "", ""))  # axis titles after layout(), which sets the first axis'
+    for col, panel in enumerate(panels, 1):
+        fig.update_xaxes(title_text="step" if panel == "loss" else "epoch", row=1, col=col)
+        if panel == "dev":
+            fig.update_xaxes(dtick=1, row=1, col=col)
+        elif all(y > 0 for points in curves["loss"].values() for _, y in points):
+            log_y_axis(fig, f"y{col if col > 1 else ''}", row=1, col=col)  # distillation and CE losses both readable
+    return fig
+
+
+def latency_vs_metric(rows: Sequence[dict[str, Any]], not_measured: Sequence[str] = (),
+                      metric: str = "metric") -> go.Figure:
+    """Task metric against measured CPU latency per batch (stored `latency.json` only), one line per method;
+    the runs without a measurement are named in the subtitle, never estimated."""
     fig = go.Figure()
-    for i, (label, history) in enumerate(histories.items()):
-        steps = [h for h in history if "loss" in h]
-        fig.add_trace(go.Scatter(x=[h["step"] for h in steps], y=[h["loss"] for h in steps], mode="lines+markers",
-                                 name=label, line=dict(color=OKABE_ITO[i % len(OKABE_ITO)])))
-    return layout(fig, "Training loss", "step", "loss")
+    by_method: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_method.setdefault(row["method"], []).append(row)
+    order = sorted(by_method, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
+    for method in order:
+        points = sorted(by_method[method], key=lambda r: r["latency"]["latency_ms_per_batch"])
+        custom = [[r.get("label", r["run_id"]), r["latency"]["execution"], r["latency"]["examples_per_second"],
+                   r["latency"]["threads"], r["latency"]["batch_size"]] for r in points]
+        fig.add_trace(go.Scatter(
+            x=[r["latency"]["latency_ms_per_batch"] for r in points], y=[r["value"] for r in points],
+            mode="lines+markers", name=method, customdata=custom, marker=dict(size=7),
+            line=dict(color=method_colour(method), dash=method_dash(method), width=2),
+            hovertemplate="%{customdata[0]}<br>%{x:.1f} ms per batch of %{customdata[4]} (%{customdata[2]:.0f} ex/s)"
+                          "<br>" + metric + " %{y:.4f}<br>%{customdata[1]}, %{customdata[3]} thread(s)<extra></extra>"))
+    settings = sorted({(r["latency"]["batch_size"], r["latency"]["threads"]) for r in rows})
+    how = (f"batch {settings[0][0]}, {settings[0][1]} thread(s)" if len(settings) == 1
+           else "mixed batch sizes/threads: see the hover")
+    missing = f" · not measured: {len(not_measured)} run(s)" if not_measured else ""
+    title = f"Dev {metric} vs measured CPU latency<br><sup>{how}, fp32{missing}</sup>"
+    return side_legend(layout(fig, title, "latency per batch (ms, measured)", metric))

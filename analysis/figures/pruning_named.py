@@ -11,7 +11,8 @@ import pandas as pd
 from ..arch import MODULE_TYPES
 from ..store import RunStore
 from ..tables import prune_rows, teacher_metric
-from .pruning import metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap, training_curves
+from .pruning import (latency_vs_metric, metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap,
+                      training_curves)
 from .registry import FigureResult, NotApplicable, register_figure
 
 MAX_HEATMAP_PANELS = 4
@@ -110,20 +111,79 @@ def _metric_vs_nonzero(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
                         "metric_vs_nonzero", {"rows": len(chosen), "dataset": dataset})
 
 
-@register_figure("training-curves", kinds=("finetune", "prune"), description="Training loss per step, one line per run",
-                 width="double")
-def _training_curves(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
-    """Training loss per step of every given run that logged one."""
-    histories, used = {}, []
-    for row in _rows(store, run_ids):
+def run_label(row: dict[str, Any], taken: Any = ()) -> str:
+    """A one-line legend label of a fine-tune or prune run: 'sparsebert s=0.9 seed=0', 'dense seed=0' (the run id
+    is added only to tell twins apart)."""
+    method = row.get("method") or row.get("kind")
+    method = "dense" if row.get("kind") == "finetune" and method == "vanilla" else method
+    sparsity = (row.get("summary") or {}).get("requested_sparsity")
+    label = f"{method}{f' s={sparsity:g}' if sparsity is not None else ''} seed={row.get('seed')}"
+    return label if label not in taken else f"{label} ({row['run_id'][:6]})"
+
+
+def training_inputs(store: RunStore, rows: Sequence[dict[str, Any]]
+                    ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], str, list[str]]:
+    """(loss history per run label, dev metric per epoch per run label, the metric, run ids used) of the rows
+    that logged a training loss (metrics.jsonl) or per-epoch dev metrics (summary `epoch_metrics`)."""
+    losses: dict[str, list[dict[str, Any]]] = {}
+    epochs: dict[str, list[dict[str, Any]]] = {}
+    metric, used = "metric", []
+    for row in rows:
         history = [h for h in store.read_metrics(row["run_id"]) if "loss" in h and "step" in h]
-        if history:
-            label = _label({**row, "sparsity": row["summary"].get("requested_sparsity")}, histories, sep=" ")
-            histories[label] = history
-            used.append(row["run_id"])
-    if not histories:
-        raise NotApplicable("none of these runs logged a training loss", fix="pick fine-tune or prune runs")
-    table = pd.DataFrame([{"run": label, "step": h["step"], "loss": h["loss"]}
-                          for label, history in histories.items() for h in history])
-    return FigureResult(training_curves(histories), table, used, "training_curves",
-                        {"runs": {label: run_id for label, run_id in zip(histories, used)}})
+        per_epoch = list((row.get("summary") or {}).get("epoch_metrics") or [])
+        if not history and not per_epoch:
+            continue
+        label = run_label(row, [*losses, *epochs])
+        losses[label], epochs[label] = history, per_epoch
+        metric = (row.get("summary") or {}).get("metric") or metric
+        used.append(row["run_id"])
+    return losses, epochs, metric, used
+
+
+@register_figure("training-curves", kinds=("finetune", "prune"),
+                 description="Training loss per step and dev metric per epoch, one line per run", width="double")
+def _training_curves(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
+    """Training loss per step and the dev metric after each epoch of every given run that logged them."""
+    rows = [r for r in _rows(store, run_ids) if r["kind"] in ("finetune", "prune")]
+    losses, epochs, metric, used = training_inputs(store, rows)
+    if not used:
+        raise NotApplicable("none of these runs logged a training loss or per-epoch dev metrics",
+                            fix="pick fine-tune or prune runs")
+    table = pd.DataFrame([{"run": label, "step": h["step"], "epoch": None, "loss": h["loss"], metric: None}
+                          for label, history in losses.items() for h in history]
+                         + [{"run": label, "step": e.get("step"), "epoch": e["epoch"], "loss": None,
+                             metric: e.get(metric)} for label, points in epochs.items() for e in points])
+    return FigureResult(training_curves(losses, epochs, metric), table, used, "training_curves",
+                        {"runs": dict(zip(list(dict.fromkeys([*losses, *epochs])), used)), "metric": metric})
+
+
+def latency_inputs(store: RunStore, rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """(finished fine-tune/prune runs with a stored latency.json as figure rows, ids of those without one)."""
+    from ..latency import latency_rows
+
+    candidates = [r for r in rows if r["kind"] in ("finetune", "prune") and r["status"] == "done"]
+    measured, missing = latency_rows(store, candidates)
+    out = []
+    for row in measured:
+        metric = row["summary"].get("metric")
+        method = "dense" if row["kind"] == "finetune" and row["method"] == "vanilla" else row["method"]
+        out.append({"run_id": row["run_id"], "method": method, "seed": row["seed"], "dataset": row["dataset"],
+                    "sparsity": row["summary"].get("requested_sparsity"), "metric": metric,
+                    "value": row["metrics"].get(metric), "label": run_label(row), "latency": row["latency"]})
+    return out, missing
+
+
+@register_figure("latency-vs-metric", kinds=("finetune", "prune"),
+                 description="Task metric vs measured CPU latency (stored latency.json only)")
+def _latency_vs_metric(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
+    """Metric vs measured latency of the given runs that have a stored measurement; the others are listed."""
+    measured, missing = latency_inputs(store, _rows(store, run_ids))
+    if not measured:
+        raise NotApplicable(f"none of these runs has a latency measurement ({len(missing)} not measured)",
+                            fix="measure them with `python -m analysis latency RUN_ID,RUN_ID`")
+    metric = measured[0]["metric"] or "metric"
+    table = pd.DataFrame([{k: r[k] for k in ("run_id", "method", "dataset", "seed", "sparsity", "metric", "value")}
+                          | {k: r["latency"][k] for k in ("latency_ms_per_batch", "examples_per_second", "batch_size",
+                                                           "threads", "execution", "torch")} for r in measured])
+    return FigureResult(latency_vs_metric(measured, missing, metric), table, [r["run_id"] for r in measured],
+                        "latency_vs_metric", {"metric": metric, "not_measured": missing})

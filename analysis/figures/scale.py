@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..studies.curves import power_law
-from .base import OKABE_ITO, layout, side_legend
+from .base import layout, log_axis, metric_range, series_colour, side_legend
 from .registry import FigureResult, register_figure
 
 ARM_ORDER = ("transformer", "lstm", "lstm-pretrained")
@@ -22,7 +22,7 @@ MAX_X = 1e8
 def arm_colour(arm: str) -> str:
     """One Okabe-Ito colour per study arm, the same in every data-scale figure."""
     index = ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER) + sum(map(ord, arm)) % 3
-    return OKABE_ITO[index % len(OKABE_ITO)]
+    return series_colour(index)
 
 
 def _arms(summary: Mapping[str, Any]) -> list[str]:
@@ -57,35 +57,64 @@ def _curve_xs(lo: float, hi: float, points: int = 60) -> np.ndarray:
     return np.logspace(math.log10(lo), math.log10(hi), points) if hi > lo else np.array([lo])
 
 
-def _band(fig: go.Figure, cells: list[dict[str, Any]], colour: str, name: str) -> None:
+def _clip(values: Any, bounds: tuple[float, float] | None) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return values if bounds is None else np.clip(values, *bounds)
+
+
+def _band(fig: go.Figure, cells: list[dict[str, Any]], colour: str, name: str,
+          bounds: tuple[float, float] | None = None) -> bool:
+    """The 95% interval band, drawn inside the metric's range; True when it had to be clipped."""
     ok = [c for c in cells if _finite(c.get("ci_low")) and _finite(c.get("ci_high"))]
     if len(ok) < 2:
-        return
+        return False
     xs = [c["size"] for c in ok]
-    fig.add_trace(go.Scatter(x=xs + xs[::-1], y=[c["ci_high"] for c in ok] + [c["ci_low"] for c in ok][::-1],
+    raw = np.array([c["ci_high"] for c in ok] + [c["ci_low"] for c in ok][::-1])
+    shown = _clip(raw, bounds)
+    fig.add_trace(go.Scatter(x=xs + xs[::-1], y=shown,
                              mode="lines", fill="toself", fillcolor=colour, opacity=0.18, line=dict(width=0),
                              hoverinfo="skip",
                              showlegend=False, name=f"{name} 95% interval"))
+    return not np.allclose(raw, shown)
 
 
 def _fitted(fig: go.Figure, curve: Mapping[str, Any], lo: float, hi: float, end: float, colour: str, arm: str,
-            transform: Any = None) -> None:
-    """A fitted curve, solid over the measured sizes and dashed beyond them (extrapolation)."""
+            transform: Any = None, bounds: tuple[float, float] | None = None) -> bool:
+    """A fitted curve, solid over the measured sizes and dashed beyond them (extrapolation), drawn inside the
+    metric's range `bounds` (the fitted values stay in the hover and the tables). True when it was clipped.
+    `transform(xs, bounds)` draws another function of the fit (the gap) instead of the curve itself."""
+    clipped = False
     for xs, dash, label in ((_curve_xs(lo, hi), "solid", "fit"), (_curve_xs(hi, end), "dash", "fit, extrapolated")):
-        ys = transform(xs) if transform else power_law(xs, curve["a"], curve["b"], curve["c"])
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{arm} {label}", legendgroup=arm, showlegend=False,
-                                 line=dict(color=colour, width=1.5, dash=dash), opacity=0.9,
-                                 hovertemplate=f"{arm} {label}<br>n=%{{x:,.0f}}<br>%{{y:.3f}}<extra></extra>"))
+        raw = transform(xs, None) if transform else power_law(xs, curve["a"], curve["b"], curve["c"])
+        shown = transform(xs, bounds) if transform else _clip(raw, bounds)
+        cut = not np.allclose(raw, shown)
+        clipped |= cut
+        note = "<br>fitted %{customdata:.3f}, drawn within the metric's range" if cut else ""
+        fig.add_trace(go.Scatter(x=xs, y=shown, customdata=raw, mode="lines", name=f"{arm} {label}", legendgroup=arm,
+                                 showlegend=False, line=dict(color=colour, width=1.5, dash=dash), opacity=0.9,
+                                 hovertemplate=f"{arm} {label}<br>n=%{{x:,.0f}}<br>%{{y:.3f}}{note}<extra></extra>"))
+    return clipped
+
+
+def _clip_note(clipped: bool, bounds: tuple[float, float] | None) -> str:
+    return f" · drawn within the metric's range [{bounds[0]:g}, {bounds[1]:g}]" if clipped and bounds else ""
+
+
+def _log_x(fig: go.Figure, summary: Mapping[str, Any]) -> None:
+    """The log x axis with 1-2-5 or decade ticks (10, 100, 1k, ...) and the largest size measured labelled."""
+    low, high = x_range(summary)
+    largest = max((c["size"] for c in summary.get("cells", [])), default=None)
+    log_axis(fig, 10 ** low, 10 ** high, [largest] if largest else [])
 
 
 def scale_curves(summary: Mapping[str, Any], metric: str = "accuracy") -> go.Figure:
     """Mean metric vs training size (log x) per arm with 95% t-interval bands and the fitted curves."""
     fig = go.Figure()
-    end = extrapolation_end(summary)
+    end, bounds, clipped = extrapolation_end(summary), metric_range(metric), False
     for arm in _arms(summary):
         colour = arm_colour(arm)
         cells = sorted((c for c in summary["cells"] if c["arm"] == arm and c["n"] > 0), key=lambda c: c["size"])
-        _band(fig, cells, colour, arm)
+        clipped |= _band(fig, cells, colour, arm, bounds)
         fig.add_trace(go.Scatter(x=[c["size"] for c in cells], y=[c["mean"] for c in cells], mode="lines+markers",
                                  name=arm, legendgroup=arm, line=dict(color=colour, width=2), marker=dict(size=7),
                                  customdata=[[c["n"], c["std"]] for c in cells],
@@ -93,10 +122,10 @@ def scale_curves(summary: Mapping[str, Any], metric: str = "accuracy") -> go.Fig
                                                " (%{customdata[0]} seeds)<extra></extra>"))
         curve = summary.get("curves", {}).get(arm, {})
         if curve.get("ok") and cells:
-            _fitted(fig, curve, cells[0]["size"], cells[-1]["size"], end, colour, arm)
-    fig.update_xaxes(type="log", range=x_range(summary))
+            clipped |= _fitted(fig, curve, cells[0]["size"], cells[-1]["size"], end, colour, arm, bounds=bounds)
+    _log_x(fig, summary)
     title = (f"Dev {metric} vs training size<br><sup>bands: 95% t-interval over seeds · thin lines: fitted "
-             "a − b·n^(−c), dashed where extrapolated</sup>")
+             f"a − b·n^(−c), dashed where extrapolated{_clip_note(clipped, bounds)}</sup>")
     return side_legend(layout(fig, title, "training examples (log scale)", metric))
 
 
@@ -104,6 +133,7 @@ def scale_gap(summary: Mapping[str, Any], metric: str = "accuracy") -> go.Figure
     """Transformer minus each other arm per size, the fitted gap (dashed beyond the data) and the break-even."""
     fig = go.Figure()
     curves, end = summary.get("curves", {}), extrapolation_end(summary)
+    bounds, clipped = metric_range(metric), False
     sizes = sorted({c["size"] for c in summary.get("cells", [])})
     for arm in [a for a in _arms(summary) if a != "transformer"]:
         colour = arm_colour(arm)
@@ -113,28 +143,31 @@ def scale_gap(summary: Mapping[str, Any], metric: str = "accuracy") -> go.Figure
                                  marker=dict(size=7)))
         ct, ca = curves.get("transformer", {}), curves.get(arm, {})
         if ct.get("ok") and ca.get("ok") and sizes:
-            def gap_fn(xs: np.ndarray, ct: Mapping = ct, ca: Mapping = ca) -> np.ndarray:
-                return power_law(xs, ct["a"], ct["b"], ct["c"]) - power_law(xs, ca["a"], ca["b"], ca["c"])
+            def gap_fn(xs: np.ndarray, bounds: Any, ct: Mapping = ct, ca: Mapping = ca) -> np.ndarray:
+                return (_clip(power_law(xs, ct["a"], ct["b"], ct["c"]), bounds)
+                        - _clip(power_law(xs, ca["a"], ca["b"], ca["c"]), bounds))
 
-            _fitted(fig, ca, sizes[0], sizes[-1], end, colour, arm, transform=gap_fn)
-        _break_even_marker(fig, summary.get("break_even", {}).get(arm, {}), colour, arm, sizes)
+            clipped |= _fitted(fig, ca, sizes[0], sizes[-1], end, colour, arm, transform=gap_fn, bounds=bounds)
+        _break_even_marker(fig, summary.get("break_even", {}).get(arm, {}), colour, arm, sizes, x_range(summary))
     threshold = next((b["threshold"] for b in summary.get("break_even", {}).values() if b.get("ok")), 0.01)
     fig.add_hline(y=threshold, line_dash="dot", line_color="#444444", line_width=1,
                   annotation_text=f"break-even threshold ({threshold:g})", annotation_position="top right")
     fig.add_hline(y=0, line_color="#999999", line_width=1)
-    fig.update_xaxes(type="log", range=x_range(summary))
+    _log_x(fig, summary)
+    note = " · fitted curves" + _clip_note(clipped, bounds).removeprefix(" ·") if clipped else ""
     title = ("Gap to the transformer per training size<br><sup>dashed: extrapolated fit · ◆ break-even size with "
-             "its 95% bootstrap interval</sup>")
+             f"its 95% bootstrap interval{note}</sup>")
     return side_legend(layout(fig, title, "training examples (log scale)", f"{metric} gap (transformer − arm)"))
 
 
-def _break_even_marker(fig: go.Figure, be: Mapping[str, Any], colour: str, arm: str, sizes: list[int]) -> None:
+def _break_even_marker(fig: go.Figure, be: Mapping[str, Any], colour: str, arm: str, sizes: list[int],
+                       span: Sequence[float] = (0.0, 1.0)) -> None:
     if not be.get("ok"):
         return
     if not _finite(be.get("n")):
         share = be.get("share_of_draws_with_a_crossing", 0.0)
-        fig.add_annotation(xref="paper", yref="paper", x=0.98, y=0.95 - 0.08 * len(fig.layout.annotations),
-                           xanchor="right", showarrow=False, font=dict(color=colour),
+        fig.add_annotation(xref="paper", yref="paper", x=0.98, y=1 - 0.12 * len(fig.layout.annotations),
+                           xanchor="right", yanchor="top", showarrow=False, font=dict(color=colour),
                            text=f"{arm}: no break-even — the fitted gap stays above {be['threshold']:g} up to 10^12 "
                                 f"examples ({share:.0%} of bootstrap draws cross)")
         return
@@ -149,9 +182,10 @@ def _break_even_marker(fig: go.Figure, be: Mapping[str, Any], colour: str, arm: 
                              name=f"{arm} break-even" + (" (extrapolated)" if be.get("extrapolation") else ""),
                              hovertemplate=f"{arm} break-even n≈%{{x:,.0f}} ({be.get('label', '')})<extra></extra>"))
     text = f"{arm}: n≈{n:,.0f} [{_num(low)} – {_num(high)}] ({tag.lower()})"
+    right = (math.log10(n) - span[0]) > 0.6 * (span[1] - span[0])  # near the right edge: the label goes left
     fig.add_annotation(x=math.log10(n), y=be["threshold"], text=text,
-                       showarrow=True, arrowhead=2, ax=30, ay=-40 - 22 * len(fig.layout.annotations),
-                       xanchor="left", font=dict(color=colour))
+                       showarrow=True, arrowhead=2, ax=-30 if right else 30, ay=-40 - 22 * len(fig.layout.annotations),
+                       xanchor="right" if right else "left", font=dict(color=colour))
 
 
 def _num(x: Any) -> str:
@@ -217,21 +251,18 @@ def _study(store: Any, run_ids: Sequence[str]) -> tuple[str, list[dict[str, Any]
                         fix="run one with `python -m analysis scale --dataset sst2 --sizes 100,300,1000 --seeds 0,1,2`")
 
 
-@register_figure("scale-curves", kinds=("study-scale",),
-                 description="Metric vs training size per arm, fitted curves", width="double")
-def _scale_curves(store: Any, run_ids: Sequence[str]) -> FigureResult:
-    """Metric vs training size per arm with 95% bands and fitted curves (extrapolation dashed)."""
-    study, rows, summary, complete = _study(store, run_ids)
-    return FigureResult(scale_curves(summary, scale_metric(rows)), scale_table(summary),
-                        [study, *(r["run_id"] for r in rows)], "scale_curves",
-                        {"study": study, "complete": complete, "points": len(rows)})
+def _study_figure(name: str, description: str, figure: Any, table: Any) -> None:
+    """Register `name`: `figure(summary, metric)` of the first data-scale study given, with `table(summary)`."""
+
+    @register_figure(name, kinds=("study-scale",), description=description, width="double")
+    def build(store: Any, run_ids: Sequence[str]) -> FigureResult:
+        study, rows, summary, complete = _study(store, run_ids)
+        return FigureResult(figure(summary, scale_metric(rows)), table(summary),
+                            [study, *(r["run_id"] for r in rows)], figure.__name__,
+                            {"study": study, "complete": complete, "points": len(rows)})
 
 
-@register_figure("scale-gap", kinds=("study-scale",),
-                 description="Gap to the transformer per size and the break-even", width="double")
-def _scale_gap(store: Any, run_ids: Sequence[str]) -> FigureResult:
-    """The gap to the transformer per size, its fitted curve and the (extrapolated) break-even size."""
-    study, rows, summary, complete = _study(store, run_ids)
-    return FigureResult(scale_gap(summary, scale_metric(rows)), curve_table(summary),
-                        [study, *(r["run_id"] for r in rows)], "scale_gap",
-                        {"study": study, "complete": complete, "points": len(rows)})
+for _name, _description, _figure, _table in (
+        ("scale-curves", "Metric vs training size per arm, fitted curves", scale_curves, scale_table),
+        ("scale-gap", "Gap to the transformer per size and the break-even", scale_gap, curve_table)):
+    _study_figure(_name, _description, _figure, _table)

@@ -23,6 +23,7 @@ class ProbeTarget:
     store: RunStore
     device: torch.device
     cache: dict[str, Any] = field(default_factory=dict)  # embeddings shared by the probes of one call
+    task: str | None = None  # the task given for a target that has none of its own (the pre-trained model)
 
     @property
     def teacher(self) -> str | None:
@@ -30,7 +31,7 @@ class ProbeTarget:
 
     @property
     def dataset(self) -> str | None:
-        return self.record.get("config", {}).get("data", {}).get("dataset")
+        return self.record.get("config", {}).get("data", {}).get("dataset") or self.task
 
 
 class Probe:

@@ -18,7 +18,7 @@ TRAIN_EXAMPLES = 2000
 class LayerProbe(Probe):
     def not_applicable(self, target: ProbeTarget) -> str | None:
         if target.dataset is None:
-            return "the pre-trained model has no task; probe a fine-tuned or pruned run"
+            return "the pre-trained model has no task: give one with --task (e.g. --task sst2), or probe a run"
         from ..data import get_card, is_user_file
 
         card = None if is_user_file(target.dataset) else get_card(target.dataset)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -23,11 +23,16 @@ DEFAULT_PROBES = ("fidelity", "cka", "transfer", "layer-probe", "mlm")
 class ProbeConfig(ConfigBase):
     target: str = "default"  # a run id, or 'default' for the original pre-trained model
     probes: tuple[str, ...] = DEFAULT_PROBES
+    task: str | None = None  # the task of task-based probes (layer-probe) for a target without one ('default')
 
     def validate(self) -> None:
         check(len(self.probes) > 0, "probes", "no probe named", f"use some of: {', '.join(DEFAULT_PROBES)}")
         for name in self.probes:
             PROBES.get(name)
+        if self.task is not None:
+            from ..data import get_card
+
+            get_card(self.task)
 
 
 def load_target(store: RunStore, name: str, device: torch.device) -> ProbeTarget:
@@ -60,7 +65,13 @@ class ProbeRun(Experiment):
         return {"run": config.target}
 
     def prepare(self, config: ProbeConfig, device: str) -> tuple[ProbeConfig, ProbeTarget]:
-        return config, load_target(RunStore(), config.target, torch.device(device))
+        target = load_target(RunStore(), config.target, torch.device(device))
+        if config.task is None:
+            return config, target
+        if target.dataset not in (None, config.task):
+            raise ConfigError(f"run {config.target} was trained on {target.dataset!r}, not {config.task!r}",
+                              fix="drop --task: a run's probes use its own task (--task is for 'default')")
+        return config, replace(target, task=config.task, cache={})
 
     def run(self, prepared: tuple[ProbeConfig, ProbeTarget], ctx: RunContext) -> RunResult:
         config, target = prepared

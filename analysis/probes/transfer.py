@@ -4,6 +4,7 @@ and zero-shot STS-B Spearman of the cosine similarity of the two sentences' embe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,9 @@ def logistic_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarr
 
     clf = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=[0.01, 0.1, 1.0, 10.0], cv=5, max_iter=2000,
                                                                random_state=seed))
-    clf.fit(train_x, train_y)
+    with warnings.catch_warnings():  # scikit-learn 1.9 announces a change to fitted attributes we never read
+        warnings.filterwarnings("ignore", message=".*use_legacy_attributes.*", category=FutureWarning)
+        clf.fit(train_x, train_y)
     return float((clf.predict(test_x) == test_y).mean())
 
 

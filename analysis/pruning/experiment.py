@@ -56,6 +56,7 @@ def check_teacher(record: Any, config: PruneConfig, inputs: Any) -> None:
 @EXPERIMENTS.register("prune")
 class Prune(Experiment):
     config_cls = PruneConfig
+    checkpointed = True
 
     def describe(self, config: PruneConfig) -> dict[str, Any]:
         out = describe_run(config.model, config.data, config.method, config.seed)
@@ -91,7 +92,8 @@ class Prune(Experiment):
             # whatever ran since prepare (e.g. training the teacher) must not change the student's dropout
             torch.set_rng_state(inputs.rng_state)
             result = fit(pctx.student, inputs.train, inputs.eval, inputs.task, config.train, config.seed, device,
-                         method.hooks(pctx), progress=ctx.progress, log=ctx.log)
+                         method.hooks(pctx), progress=ctx.progress, log=ctx.log,
+                         checkpoint=ctx.checkpointer(config.train))
             metrics, outputs, summary = result.metrics, result.predictions, run_summary(inputs, result, config.data.max_length)
         else:
             pctx.student.to(device)

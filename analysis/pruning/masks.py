@@ -3,7 +3,7 @@ keeps pruned weights at zero through training."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -106,6 +106,13 @@ class ScheduledMaskHook(Hook):
             self.update(done, state.total_steps)
         apply_masks_(self.params, self.masks)
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"masks": self.masks, "history": [list(h) for h in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.masks = {name: m.to(self.params[name].device) for name, m in state["masks"].items()}
+        self.history = [(int(step), float(sparsity)) for step, sparsity in state["history"]]
+
     def on_train_end(self, state: TrainState) -> None:
         # the last mask update must reach the final sparsity even if the ramp ended between intervals
         if self.schedule != "one-shot" and self.history[-1][1] != self.final:
@@ -140,17 +147,7 @@ def load_masks(source: str, store=None) -> Masks:
 
     path = Path(source)
     if source.endswith(".safetensors") or path.is_file():
-        if not path.is_file():
-            raise ConfigError(f"mask file {source} does not exist", fix="give the path of a .safetensors mask file")
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ConfigError(f"mask file {source} is not a readable safetensors file ({exc})",
-                              fix="save masks with safetensors.torch.save_file({name: mask})") from exc
-        return {name: t != 0 for name, t in tensors.items()}
+        return {name: as_mask(t, name, source) for name, t in _read_mask_file(path, source).items()}
     from ..store import RunStore
 
     store = store or RunStore()
@@ -158,17 +155,54 @@ def load_masks(source: str, store=None) -> Masks:
     if "masks.safetensors" not in store.artefacts(source):
         raise ConfigError(f"run {source} ({record.kind} {record.row.get('method')}) stored no unstructured masks",
                           fix="give a run of sparsebert, magnitude, gradual-magnitude, movement or random")
-    return {name: torch.from_numpy(a) != 0 for name, a in store.load_arrays(source, "masks").items()}
+    path = store.run_dir(source) / "artefacts" / "masks.safetensors"
+    return {name: as_mask(t, name, f"run {source}") for name, t in _read_mask_file(path, f"run {source}").items()}
 
 
-def check_masks_fit(params: dict[str, nn.Parameter], masks: Masks) -> None:
+def _read_mask_file(path, source: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors mask file, with a clear error for a missing, oversized or unreadable one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from ..settings import max_file_bytes
+
+    if not path.is_file():
+        raise ConfigError(f"mask file {source} does not exist", fix="give the path of a .safetensors mask file")
+    if path.stat().st_size > max_file_bytes():
+        raise ConfigError(f"mask file {source} is {path.stat().st_size / 1e6:.0f} MB, over the "
+                          f"{max_file_bytes() / 1e6:.0f} MB limit", fix="check the file, or raise PRUNESCOPE_MAX_FILE_MB")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
+        raise ConfigError(f"mask file {source} is not a readable safetensors file ({exc})",
+                          fix="save masks with safetensors.torch.save_file({name: mask})") from None
+
+
+def as_mask(tensor: torch.Tensor, name: str, source: str) -> torch.Tensor:
+    """A bool or 0/1 tensor as a bool mask. Other values (NaN, 2, -1, 0.37) mean this is not a mask, e.g. weights."""
+    if tensor.dtype == torch.bool:
+        return tensor
+    try:
+        values = tensor.to(torch.float64)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"mask {name!r} in {source} has dtype {tensor.dtype}, which cannot be read as 0/1 ({exc})",
+                          fix="store masks as bool or uint8 tensors") from None
+    bad = (values != 0) & (values != 1)
+    if bool(bad.any()):
+        raise ConfigError(f"mask {name!r} in {source} holds values other than 0 and 1 (e.g. {values[bad][0].item()!r})"
+                          ": is it a weights file?", fix="a mask file holds one 0/1 (or bool) tensor per weight")
+    return values != 0
+
+
+def check_masks_fit(params: dict[str, nn.Parameter], masks: Masks, source: str = "the masks") -> None:
     """A mask file must name this model's tensors with their exact shapes."""
     missing = sorted(set(params) - set(masks))
     extra = sorted(set(masks) - set(params))
     if extra or missing:
-        raise ConfigError(f"the masks do not fit this model (unknown: {extra[:3]}, missing: {missing[:3]})",
+        raise ConfigError(f"{source} do not fit this model ({len(extra)} unknown tensor(s): {extra[:3]}, "
+                          f"{len(missing)} missing: {missing[:3]})",
                           fix="use masks saved from a model of the same architecture")
     for name, mask in masks.items():
         if tuple(mask.shape) != tuple(params[name].shape):
-            raise ConfigError(f"mask {name} has shape {tuple(mask.shape)}, the weight {tuple(params[name].shape)}",
-                              fix="use masks saved from a model of the same architecture")
+            raise ConfigError(f"mask {name} in {source} has shape {tuple(mask.shape)}, the weight "
+                              f"{tuple(params[name].shape)}", fix="use masks saved from a model of the same architecture")

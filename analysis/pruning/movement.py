@@ -69,6 +69,16 @@ class MovementHook(Hook):
         if not self.history or self.history[-1][1] != self.sparsity:
             self.history.append((state.step + 1, self.sparsity))
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"scores": self.scores, "sparsity": self.sparsity, "history": [list(h) for h in self.history]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for scores, saved in zip(self.scores, state["scores"], strict=True):
+            scores.copy_(saved)  # in place: the optimizer holds these tensors
+        self.sparsity = state["sparsity"]
+        self.history = [(int(step), float(sparsity)) for step, sparsity in state["history"]]
+
     def on_train_end(self, state: TrainState) -> None:
         self.sparsity = self.final
         for linear in self.linears:  # bake W * mask into a plain weight again

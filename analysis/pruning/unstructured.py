@@ -65,7 +65,7 @@ class Unstructured(PruningMethod):
         """The --masks option, checked against this model's prunable tensors (names and shapes)."""
         assert options.masks is not None
         masks = load_masks(options.masks)
-        check_masks_fit(prunable_params(model), masks)
+        check_masks_fit(prunable_params(model), masks, f"the masks of {options.masks}")
         return masks
 
     def hooks(self, ctx: PruneContext) -> list[Hook]:

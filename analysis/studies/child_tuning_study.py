@@ -12,7 +12,8 @@ import numpy as np
 from ..config import ConfigBase, FinetuneConfig, check
 from ..evaluate import evaluate_on
 from ..finetune import input_fingerprints
-from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult, execute
+from ..executors import Member, run_members
+from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult
 from ..stats import describe, jaccard, paired_difference
 from ..store import RunStore
 
@@ -67,14 +68,17 @@ class ChildTuningStudy(Experiment):
 
     def run(self, config: ChildTuningStudyConfig, ctx: RunContext) -> RunResult:
         grid = config.grid()
-        rows = []
-        for i, (task, method, p, seed, cfg) in enumerate(grid):
-            ctx.progress(i, len(grid), f"{task} {method} p={p} seed={seed} ({i + 1}/{len(grid)})")
-            rec = execute("finetune", cfg, ctx.store, device=ctx.device).record
+        rows: list[dict[str, Any]] = [{} for _ in grid]
+
+        def done(i: int, rec: Any) -> None:
+            task, method, p, seed, _ = grid[i]
             metric = rec.summary.get("metric")
-            rows.append({"task": task, "method": method, "p": p, "seed": seed, "run_id": rec.run_id,
-                         "metric": metric, "value": rec.metrics.get(metric), "status": rec.status})
-            ctx.log({"event": "run_done", **rows[-1]})
+            rows[i] = {"task": task, "method": method, "p": p, "seed": seed, "run_id": rec.run_id,
+                       "metric": metric, "value": rec.metrics.get(metric), "status": rec.status}
+            ctx.log({"event": "run_done", **rows[i]})
+
+        run_members(ctx, [Member("finetune", cfg, f"{task} {method} p={p} seed={seed}")
+                          for task, method, p, seed, cfg in grid], done)
         transfer = self.transfer(config, rows, ctx)
         summary = {"cells": summarise(rows), "transfer": transfer, "mask_overlap": mask_overlap(ctx.store, rows)}
         ctx.save_json("table", rows)

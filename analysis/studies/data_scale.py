@@ -16,7 +16,8 @@ from ..config import ConfigBase, FinetuneConfig, ModelConfig, check
 from ..data import get_card, is_user_file, load_split
 from ..errors import DataError
 from ..finetune import input_fingerprints
-from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult, execute
+from ..executors import Member, run_members
+from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult
 from ..registry import Registry
 from ..stats import describe
 from .curves import break_even, fit_curve
@@ -122,13 +123,14 @@ class DataScaleStudy(Experiment):
     def run(self, prepared: tuple[ScaleConfig, int, list], ctx: RunContext) -> RunResult:
         config, total, points = prepared
         grid = [(arm, size, seed) for size, seeds in points for seed in seeds for arm in config.arms]
-        rows = []
-        for i, (arm, size, seed) in enumerate(grid):
-            ctx.progress(i, len(grid), f"{arm} n={size} seed={seed} ({i + 1}/{len(grid)})")
-            rec = execute("finetune", config.run_config(arm, size, total, seed), ctx.store, device=ctx.device,
-                          save_weights=False).record
-            rows.append(point_row(arm, size, seed, rec))
-            ctx.log({"event": "run_done", **rows[-1]})
+        rows: list[dict[str, Any]] = [{} for _ in grid]
+
+        def done(i: int, rec: Any) -> None:
+            rows[i] = point_row(*grid[i], rec)
+            ctx.log({"event": "run_done", **rows[i]})
+
+        run_members(ctx, [Member("finetune", config.run_config(arm, size, total, seed), f"{arm} n={size} seed={seed}",
+                                 save_weights=False) for arm, size, seed in grid], done)
         summary = summarise(rows, config.arms)
         ctx.save_json("table", rows)
         ctx.save_json("summary", summary)

@@ -7,7 +7,8 @@ from typing import Any
 
 from ..config import ConfigBase, check
 from ..errors import ConfigError
-from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult, execute
+from ..executors import Member, run_members
+from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult
 from ..pruning import PRUNING_METHODS, PruneConfig
 
 
@@ -57,13 +58,14 @@ class PruningSweep(Experiment):
 
     def run(self, config: PruningSweepConfig, ctx: RunContext) -> RunResult:
         grid = config.grid()
-        rows = []
-        for i, run_config in enumerate(grid):
-            label = f"{run_config.method} s={run_config.sparsity:g} seed={run_config.seed}"
-            ctx.progress(i, len(grid), f"{label} ({i + 1}/{len(grid)})")
-            outcome = execute("prune", run_config, ctx.store, device=ctx.device, save_weights=ctx.save_weights)
-            rows.append(sweep_row(run_config, outcome.record))
-            ctx.log({"event": "run_done", "index": i, **rows[-1]})
+        rows: list[dict[str, Any]] = [{} for _ in grid]
+
+        def done(i: int, record: Any) -> None:
+            rows[i] = sweep_row(grid[i], record)
+            ctx.log({"event": "run_done", "index": i, **rows[i]})
+
+        run_members(ctx, [Member("prune", c, f"{c.method} s={c.sparsity:g} seed={c.seed}", ctx.save_weights)
+                          for c in grid], done)
         ctx.progress(len(grid), len(grid), "done")
         ctx.save_json("table", rows)
         return RunResult({}, {"runs": len(rows), "run_ids": [r["run_id"] for r in rows]}, {"table": rows})
