@@ -20,7 +20,6 @@ import yaml
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-import analysis.plugins  # noqa: F401  (every registry filled, as in the CLI)
 from analysis import cli, commands
 from analysis.config import ConfigBase, FinetuneConfig, config_hash, load_yaml
 from analysis.demo import DemoConfig

@@ -134,7 +134,8 @@ def test_user_files_give_a_dataset_or_a_clear_error(train, evaluation, suffix, m
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         train_path = _write(folder, "train" + (suffix or train[1]), train[0])
-        eval_path = train_path if evaluation is None else _write(folder, "dev" + (suffix or evaluation[1]), evaluation[0])
+        eval_path = (train_path if evaluation is None
+                     else _write(folder, "dev" + (suffix or evaluation[1]), evaluation[0]))
         cfg = DataConfig(dataset=str(train_path), eval_file=str(eval_path), **mapping)
         try:
             task = data.load_task(cfg, seed=0)
