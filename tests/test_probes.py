@@ -74,7 +74,7 @@ def test_probe_run_on_a_fine_tuned_tiny_model(tiny_models, sentiment_files):
     out = jobs.execute("probe", ProbeConfig(target=rec.run_id, probes=("fidelity", "cka", "mlm", "layer-probe"))).record
     probes = RunStore().load_artifact_json(out.run_id, "probes")
     assert probes["fidelity"] == {"applicable": False, "reason": probes["fidelity"]["reason"]}
-    assert "no dense fine-tuned teacher" in probes["fidelity"]["reason"]
+    assert "no dense fine-tuned model to compare with" in probes["fidelity"]["reason"]
     assert not probes["mlm"]["applicable"] and "no MLM head" in probes["mlm"]["reason"]
     assert not probes["layer-probe"]["applicable"]  # a user file, not a registered single-sentence task
     cka = probes["cka"]
@@ -93,3 +93,24 @@ def test_probe_of_a_missing_run_is_a_clear_error():
         ProbeConfig(probes=("vibes",))
     with pytest.raises(DataError, match="unknown dataset .nosuchtask."):
         ProbeConfig(task="nosuchtask")
+
+
+def test_fidelity_of_a_pruning_run_without_teacher_uses_the_dense_fine_tune(tiny_models, sentiment_files):
+    """gradual-magnitude learns from no teacher; its fidelity reference is the dense fine-tune with the same
+    model, data and training settings, once that is in the store (never trained by the probe)."""
+    from analysis.probes.run import ProbeConfig
+    from analysis.pruning import PruneConfig
+    from analysis.pruning.experiment import teacher_config
+
+    train, evaluation = sentiment_files
+    config = PruneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
+                                        "eval_file": str(evaluation), "epochs": 1, "method": "gradual-magnitude",
+                                        "sparsity": 0.5})
+    pruned = jobs.execute("prune", config).record
+    before = jobs.execute("probe", ProbeConfig(target=pruned.run_id, probes=("fidelity",))).record
+    assert not RunStore().load_artifact_json(before.run_id, "probes")["fidelity"]["applicable"]
+    dense = jobs.execute("finetune", teacher_config(config)).record
+    RunStore().delete(before.run_id)
+    after = jobs.execute("probe", ProbeConfig(target=pruned.run_id, probes=("fidelity",))).record
+    fidelity = RunStore().load_artifact_json(after.run_id, "probes")["fidelity"]
+    assert fidelity["applicable"] and fidelity["reference"] == dense.run_id and 0 <= fidelity["agreement"] <= 1

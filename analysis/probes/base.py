@@ -27,11 +27,27 @@ class ProbeTarget:
 
     @property
     def teacher(self) -> str | None:
-        return self.record.get("summary", {}).get("teacher") or self.record.get("teacher")
+        """The dense fine-tuned reference: a distilled run's own teacher, else (any pruning run) the dense model
+        fine-tuned with the same model, data and training settings, if the store has it (never trained here)."""
+        own = self.record.get("summary", {}).get("teacher") or self.record.get("teacher")
+        return own or dense_reference(self.store, self.record)
 
     @property
     def dataset(self) -> str | None:
         return self.record.get("config", {}).get("data", {}).get("dataset") or self.task
+
+
+def dense_reference(store: RunStore, record: dict[str, Any]) -> str | None:
+    """The finished dense fine-tune a pruning run's `--teacher auto` resolves to, or None."""
+    if record.get("kind") != "prune":
+        return None
+    from ..jobs import run_id
+    from ..pruning.base import PruneConfig
+    from ..pruning.experiment import teacher_config
+
+    reference = run_id("finetune", teacher_config(PruneConfig.from_dict(record["config"])))
+    rec = store.get(reference)
+    return reference if rec is not None and rec.status == "done" else None
 
 
 class Probe:

@@ -18,7 +18,8 @@ def softmax(x: np.ndarray) -> np.ndarray:
 class Fidelity(Probe):
     def not_applicable(self, target: ProbeTarget) -> str | None:
         if not target.teacher:
-            return "this model has no dense fine-tuned teacher to compare with (only pruning runs do)"
+            return ("no dense fine-tuned model to compare with: only a pruning run has one (its teacher, or the dense "
+                    "fine-tune with its model, data and training settings, once that is in the store)")
         return None
 
     def run(self, target: ProbeTarget) -> dict[str, Any]:
@@ -33,4 +34,4 @@ class Fidelity(Probe):
         p, q = softmax(b.astype(np.float64)), softmax(a.astype(np.float64))
         kl = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=-1)))
         return {"agreement": float((a.argmax(-1) == b.argmax(-1)).mean()), "kl_teacher_to_model": kl,
-                "examples": len(a)}
+                "examples": len(a), "reference": target.teacher}
