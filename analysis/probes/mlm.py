@@ -4,7 +4,6 @@ randomly initialised head."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,7 @@ class MaskedLM(Probe):
     def not_applicable(self, target: ProbeTarget) -> str | None:
         folder = probe_folder(target)
         if not has_mlm_head(folder):
-            name = json.loads((folder / "config.json").read_text()).get("_name_or_path", str(folder))
+            name = "the embedded default, all-MiniLM-L6-v2" if target.name == "default" else str(folder)
             return f"the checkpoint ({name}) carries no MLM head, so masked-token accuracy is undefined"
         return None
 
