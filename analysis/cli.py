@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
+import threading
 import types
 import typing
 from typing import Any, Callable
@@ -98,6 +100,18 @@ class ArgumentParser(argparse.ArgumentParser):
                           fix=f"see `{self.prog} --help`; write negative numbers as --flag=-1e-4")
 
 
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt("terminated by SIGTERM")
+
+
+def stop_on_sigterm() -> None:
+    """`kill PID` stops a command like Ctrl-C does: the run in progress is marked interrupted (its checkpoint kept)
+    instead of staying "running" until its heartbeat goes stale. Background jobs started from a shell ignore SIGINT."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m analysis", description="PruneScope experiments")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -118,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     cmd = COMMANDS.get(args.command)
+    stop_on_sigterm()
     try:
         result = cmd.run(args)
     except PruneScopeError as exc:

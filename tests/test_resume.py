@@ -387,3 +387,25 @@ def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(tiny
     timings["cpu_of_the_three_processes"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
     print(json.dumps({"target_step": target, "killed_after_step": reached, "checkpoint_step": saved.step,
                       "total_steps": total, "metrics": out["metrics"], "seconds": timings}))
+
+
+def test_sigterm_marks_the_run_interrupted_and_keeps_its_checkpoint(tiny_models, tmp_path):
+    """`kill PID` (SIGTERM) on a CLI run: the run is marked interrupted at once, not left "running"."""
+    train, evaluation = bigger_task(tmp_path)
+    yaml_file = tmp_path / "run.yaml"
+    yaml_file.write_text(json.dumps({
+        "model": {"model": str(tiny_models["bert"])}, "data": {"dataset": str(train), "eval_file": str(evaluation)},
+        "train": {"epochs": 2, "batch_size": 8, "checkpoint_every": 10}, "seed": 3}))
+    root = tmp_path / "store"
+    victim = launch(["finetune", "--config", str(yaml_file)], root, tmp_path / "victim.log")
+    store, start, (rid, reached) = RunStore(root), time.monotonic(), (None, 0)
+    while reached < 15:
+        assert victim.poll() is None and time.monotonic() - start < 90, "the run ended before it could be stopped"
+        time.sleep(0.02)
+        rid, reached = logged_step(store)
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(timeout=60) == 130
+    assert last_json(tmp_path / "victim.log")["status"] == "interrupted"
+    rec = store.require(rid)
+    assert rec.status == "interrupted"
+    assert checkpoint.latest(store.run_dir(rid) / "checkpoints") is not None
