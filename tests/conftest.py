@@ -28,6 +28,22 @@ def private_store(tmp_path, tmp_path_factory, monkeypatch):
     return root
 
 
+@pytest.fixture
+def no_stray_workers(private_store):
+    """A failing test must not leave a detached worker training in the background."""
+    yield
+    import signal
+
+    from analysis.processes import signal_group
+    from analysis.store import RunStore
+    from analysis.workers import JobQueue
+
+    with JobQueue(RunStore(private_store))._db() as db:
+        pids = [row["pid"] for row in db.execute("SELECT pid FROM workers")]
+    for pid in pids:
+        signal_group(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """The embedded default model's tokenizer files, reused by the tiny models."""

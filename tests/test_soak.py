@@ -145,14 +145,7 @@ def server(private_store):
     log.close()
 
 
-@pytest.fixture(autouse=True)
-def no_worker_outlives_its_test(private_store):
-    yield
-    queue = JobQueue(RunStore(private_store))
-    with queue._db() as db:
-        pids = [row["pid"] for row in db.execute("SELECT pid FROM workers")]
-    for pid in pids:
-        signal_group(pid, signal.SIGKILL)
+pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
 
 def test_soak_eight_concurrent_launches_and_a_dashboard(tiny_models, sentiment_files, private_store, server,

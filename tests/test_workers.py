@@ -17,17 +17,7 @@ from analysis.store import RunStore
 from analysis.workers import JobQueue
 
 
-@pytest.fixture(autouse=True)
-def no_worker_outlives_its_test(private_store):
-    """A failing test must not leave a detached worker training in the background."""
-    yield
-    from analysis.processes import signal_group
-
-    queue = JobQueue(RunStore(private_store))
-    with queue._db() as db:
-        pids = [row["pid"] for row in db.execute("SELECT pid FROM workers")]
-    for pid in pids:
-        signal_group(pid, signal.SIGKILL)
+pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
 
 def tiny_finetune(tiny_models, sentiment_files, **flat) -> FinetuneConfig:
