@@ -126,6 +126,17 @@ def _check_error(exc: PruneScopeError, paths: list[Path]) -> None:
     assert exc.fix, message
 
 
+def _load_or_clear_error(cfg: DataConfig, paths: list[Path]) -> bool:
+    """Load the files as a task: a sound dataset (True) or a clear error naming one of `paths` (False)."""
+    try:
+        task = data.load_task(cfg, seed=0)
+    except PruneScopeError as exc:
+        _check_error(exc, paths)
+        return False
+    _check_dataset(task)
+    return True
+
+
 @FUZZ
 @given(train=FILES, evaluation=st.one_of(st.none(), FILES), suffix=st.one_of(st.none(), st.sampled_from(SUFFIXES)),
        mapping=st.sampled_from([{}, {}, {}, {"text_columns": ("text",)}, {"label_column": "y"}, {"task": "regression"},
@@ -137,13 +148,8 @@ def test_user_files_give_a_dataset_or_a_clear_error(train, evaluation, suffix, m
         eval_path = (train_path if evaluation is None
                      else _write(folder, "dev" + (suffix or evaluation[1]), evaluation[0]))
         cfg = DataConfig(dataset=str(train_path), eval_file=str(eval_path), **mapping)
-        try:
-            task = data.load_task(cfg, seed=0)
-        except PruneScopeError as exc:
-            _check_error(exc, [train_path, eval_path])
-            return
-        _check_dataset(task)
-        assert data.fingerprint(cfg)
+        if _load_or_clear_error(cfg, [train_path, eval_path]):
+            assert data.fingerprint(cfg)
 
 
 @FUZZ
@@ -154,13 +160,7 @@ def test_mostly_sound_files_give_a_dataset_or_a_clear_error(train, evaluation):
         folder = Path(tmp)
         train_path = _write(folder, "train" + train[1], train[0])
         eval_path = train_path if evaluation is None else _write(folder, "dev" + evaluation[1], evaluation[0])
-        cfg = DataConfig(dataset=str(train_path), eval_file=str(eval_path))
-        try:
-            task = data.load_task(cfg, seed=0)
-        except PruneScopeError as exc:
-            _check_error(exc, [train_path, eval_path])
-            return
-        _check_dataset(task)
+        _load_or_clear_error(DataConfig(dataset=str(train_path), eval_file=str(eval_path)), [train_path, eval_path])
 
 
 @FUZZ
