@@ -82,9 +82,6 @@ def measure_latency(store: RunStore, run_id: str, options: LatencyOptions = Late
     enc = encode(data.eval, tokenizer, data_cfg.max_length)
     execution, swapped = _execution(model.cpu(), record, options.kernel)
     batches = [b for _, b in iterate(enc, options.batch_size, tokenizer.pad_token_id or 0, accepts_token_types(model))]
-    with torch.inference_mode():
-        model.eval()(**batches[0])  # the sparse kernel's first call starts numba's OpenMP pool, which resets
-    torch.set_num_threads(threads)  # the process-wide thread count torch reads: put the asked one back
     seconds = _time_passes(model, batches, options.repeats)
     result = {"run_id": run_id, "latency_ms_per_batch": 1000 * seconds / len(batches),
               "examples_per_second": len(enc) / seconds, "seconds_per_pass": seconds, "examples": len(enc),

@@ -96,9 +96,12 @@ class CSRLinear(nn.Module):
         else:
             import numba
 
-            numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+            threads = torch.get_num_threads()
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
             out_np = np.empty((self.out_features, flat_t.shape[1]), dtype=np.float32)
             numba_kernel()(*self._csr_numpy[:3], flat_t.numpy(), self._csr_numpy[3], out_np, TOKEN_TILE)
+            if torch.get_num_threads() != threads:  # numba's first call starts an OpenMP pool that resets
+                torch.set_num_threads(threads)  # the process-wide count torch reads: put the caller's back
             out = torch.from_numpy(out_np)
         return out.t().reshape(*x.shape[:-1], self.out_features)
 

@@ -34,3 +34,21 @@ def test_dense_enough_layers_are_left_alone_and_bad_kernels_refused(tiny_models)
     assert to_sparse_execution_(model) == 0  # nothing is 50% zero
     with pytest.raises(ConfigError, match="unknown sparse kernel"):
         CSRLinear(torch.nn.Linear(4, 4), kernel="cusparse")
+
+
+def test_the_numba_kernel_leaves_torchs_thread_count_alone():
+    """numba's first call starts an OpenMP pool that resets torch's thread count; the layer puts it back."""
+    import torch
+
+    from analysis.sparse_exec import CSRLinear
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        linear = torch.nn.Linear(16, 8)
+        with torch.no_grad():
+            linear.weight[torch.rand_like(linear.weight) < 0.9] = 0
+        CSRLinear(linear, kernel="numba")(torch.randn(3, 5, 16))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
