@@ -15,6 +15,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -170,8 +171,16 @@ def evaluate(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, bf
     return task_metrics.compute(task.metrics, outputs, enc.labels), outputs
 
 
+def held_out_loss(outputs: np.ndarray, labels: np.ndarray, task: TaskSpec) -> float:
+    """The training loss (cross-entropy, or squared error for regression) of stored outputs."""
+    logits = torch.from_numpy(outputs)
+    target = torch.from_numpy(labels)
+    return float(task_loss(SimpleNamespace(logits=logits), target if task.is_regression else target.long(), task))
+
+
 class BestEpoch:
-    """Keeps the weights of the epoch with the best held-out metric; says when patience has run out."""
+    """Keeps the weights of the epoch with the best held-out score (higher is better: the metric, or minus
+    the loss); says when patience has run out."""
 
     def __init__(self, patience: int):
         self.patience, self.best, self.best_epoch, self.bad_epochs = patience, -math.inf, 0, 0
@@ -266,8 +275,10 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
         state.epoch, position = state.epoch + 1, 0
         record: dict[str, float] = {"epoch": state.epoch, "step": state.step}
         if best is not None:
-            held, _ = evaluate(model, holdout, task, cfg.eval_batch_size, cfg.bf16, device)
-            best.update(held[task.metrics[0]], state.epoch, model)
+            held, held_outputs = evaluate(model, holdout, task, cfg.eval_batch_size, cfg.bf16, device)
+            assert holdout.labels is not None
+            held["loss"] = held_out_loss(held_outputs, holdout.labels, task)
+            best.update(-held["loss"] if cfg.select_on == "loss" else held[task.metrics[0]], state.epoch, model)
             record.update({f"holdout_{k}": v for k, v in held.items()})
         last = state.step >= total or (best is not None and best.stop)
         if cfg.eval_every_epoch or last:

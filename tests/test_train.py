@@ -68,3 +68,23 @@ def test_regression_task_trains(tmp_path, tiny_models):
     rec = jobs.execute("finetune", cfg, save_weights=False).record
     assert set(rec.metrics) == {"pearson", "spearman"} and rec.summary["metric"] == "pearson"
     assert torch.isfinite(torch.tensor(rec.metrics["pearson"]))
+
+
+def test_best_epoch_is_chosen_on_the_held_out_loss_or_metric(tiny_models, sentiment_files):
+    """select_on: "loss" keeps the epoch with the lowest held-out loss, "metric" the first with the best metric
+    (the held-out part's loss is recorded either way)."""
+    from analysis import jobs
+    from analysis.config import FinetuneConfig
+
+    train, evaluation = sentiment_files
+    for select_on in ("loss", "metric"):
+        cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
+                                            "eval_file": str(evaluation), "epochs": 6, "batch_size": 8, "lr": 3e-3,
+                                            "holdout_fraction": 0.25, "select_on": select_on})
+        summary = jobs.execute("finetune", cfg, save_weights=False).record.summary
+        epochs = summary["epoch_metrics"]
+        losses = [e["holdout_loss"] for e in epochs]
+        accuracies = [e["holdout_accuracy"] for e in epochs]
+        best = int(np.argmin(losses)) if select_on == "loss" else int(np.argmax(accuracies))
+        assert summary["chosen_epoch"] == epochs[best]["epoch"]
+        assert len(set(losses)) == len(losses)  # the loss is continuous, so it does not tie like 12-example accuracy

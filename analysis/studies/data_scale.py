@@ -3,7 +3,8 @@ pretrained transformer, an LSTM from scratch, and the same LSTM with pretrained 
 
 Each (arm, size, seed) is one fine-tune run in the store, so an interrupted study resumes where it
 stopped. Budgets are documented and per arm: epochs = clip(budget_examples / size, min, max), the best
-epoch chosen on a held-out 10% of the training subset (early stopping), never on the evaluation split.
+epoch chosen by the loss on a held-out 10% of the training subset (early stopping), never on the evaluation
+split.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class ScaleConfig(ConfigBase):
     lstm_max_epochs: float = 30.0
     holdout: float = 0.1
     early_stop_patience: int = 3
+    # What picks the best epoch on the held-out part (the runs' select_on). "loss" by default: at n = 100 the
+    # part has 10 examples, whose accuracy moves in steps of 0.1, ties, and stopped training early.
+    early_stop_on: str = "loss"
 
     def validate(self) -> None:
         check(len(self.seeds) > 0 and len(self.arms) > 0, "seeds", "the grid is empty", "give seeds and arms")
@@ -70,6 +74,8 @@ class ScaleConfig(ConfigBase):
             check(0 < f <= 1, "fractions", f"fraction {f} is outside (0, 1]", "use e.g. 0.01,0.1,0.5")
         for arm in self.arms:
             ARMS.get(arm)
+        check(self.early_stop_on in ("metric", "loss"), "early_stop_on", f"got {self.early_stop_on!r}",
+              "use 'loss' (the held-out loss) or 'metric' (the task's first metric)")
         check(1 <= self.full_seeds <= len(self.seeds), "full_seeds", f"got {self.full_seeds}",
               "use between 1 and the number of seeds")
 
@@ -97,6 +103,7 @@ class ScaleConfig(ConfigBase):
                                                                                   self.transformer_max_epochs)
         epochs = float(min(cap, max(self.min_epochs, math.ceil(budget / size))))
         train = self.finetune.train.replace(epochs=epochs, holdout_fraction=self.holdout, patience=self.early_stop_patience,
+                                            select_on=self.early_stop_on,
                                             lr=self.lstm_lr if is_lstm else self.transformer_lr,
                                             batch_size=self.lstm_batch_size if is_lstm else self.finetune.train.batch_size,
                                             fused_optimizer=is_lstm or self.finetune.train.fused_optimizer)
