@@ -358,5 +358,5 @@ def _best_state(best: Any) -> dict[str, Any] | None:
 def _load_best(best: Any, saved: Mapping[str, Any] | None) -> None:
     if best is None or saved is None:
         return
-    best.best, best.best_epoch, best.bad_epochs = saved["best"], saved["best_epoch"], saved["bad_epochs"]
+    best.best, best.best_epoch, best.bad_epochs = list(saved["best"]), saved["best_epoch"], saved["bad_epochs"]
     best.state = dict(saved["state"]) if saved["state"] is not None else None

@@ -296,6 +296,9 @@ class DataConfig(ConfigBase):
         )
 
 
+SELECT_ON = ("metric", "loss", "metric-then-loss")  # what picks the best epoch on a held-out part
+
+
 @dataclass(frozen=True)
 class TrainConfig(ConfigBase):
     """The one training loop's settings (AdamW, linear warmup and decay)."""
@@ -312,7 +315,7 @@ class TrainConfig(ConfigBase):
     eval_every_epoch: bool = True
     holdout_fraction: float = 0.0  # > 0: hold out this share of the training data to pick the best epoch
     patience: int = 0  # > 0: stop after this many epochs without improvement on the held-out part
-    select_on: str = "metric"  # what picks the best epoch on the held-out part: "metric" (the task's first) or "loss"
+    select_on: str = "metric"  # what picks the best epoch on the held-out part: metric | loss | metric-then-loss
     fused_optimizer: bool = False  # torch's fused AdamW kernel (2x faster steps for the LSTM's big embedding)
     checkpoint_every: int = 0  # checkpoints at epoch boundaries; N > 0: also every N steps; -1: none
 
@@ -322,8 +325,9 @@ class TrainConfig(ConfigBase):
         check(self.patience >= 0, "patience", f"got {self.patience}", "use 0 (off) or a number of epochs")
         check(self.patience == 0 or self.holdout_fraction > 0, "patience", "early stopping needs a held-out part",
               "set --holdout-fraction, e.g. 0.1")
-        check(self.select_on in ("metric", "loss"), "select_on", f"got {self.select_on!r}",
-              "use 'metric' (the task's first metric) or 'loss' (the held-out loss; smoother on small parts)")
+        check(self.select_on in SELECT_ON, "select_on", f"got {self.select_on!r}",
+              "use 'metric' (the task's first metric), 'loss' (the held-out loss) or 'metric-then-loss' (the metric, "
+              "ties broken by the loss)")
         check(self.lr > 0, "lr", f"the learning rate must be positive, got {self.lr}", "use e.g. --lr 1e-4")
         check(self.epochs > 0, "epochs", f"must be positive, got {self.epochs}", "use e.g. --epochs 3")
         check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}", "use e.g. 32")

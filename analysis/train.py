@@ -179,16 +179,16 @@ def held_out_loss(outputs: np.ndarray, labels: np.ndarray, task: TaskSpec) -> fl
 
 
 class BestEpoch:
-    """Keeps the weights of the epoch with the best held-out score (higher is better: the metric, or minus
-    the loss); says when patience has run out."""
+    """Keeps the weights of the epoch with the best held-out score and says when patience has run out. A score
+    is a list compared lexicographically, higher is better: [metric], [-loss] or [metric, -loss]."""
 
     def __init__(self, patience: int):
-        self.patience, self.best, self.best_epoch, self.bad_epochs = patience, -math.inf, 0, 0
+        self.patience, self.best, self.best_epoch, self.bad_epochs = patience, [], 0, 0
         self.state: dict[str, torch.Tensor] | None = None
 
-    def update(self, value: float, epoch: int, model: nn.Module) -> None:
-        if value > self.best:
-            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+    def update(self, score: list[float], epoch: int, model: nn.Module) -> None:
+        if score > self.best:
+            self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             self.bad_epochs += 1
@@ -196,6 +196,13 @@ class BestEpoch:
     @property
     def stop(self) -> bool:
         return self.patience > 0 and self.bad_epochs >= self.patience
+
+
+def held_out_score(held: dict[str, float], task: TaskSpec, select_on: str) -> list[float]:
+    """The held-out score `select_on` names: the task's first metric, minus the loss, or the metric with ties
+    broken by the loss (a small part's accuracy moves in coarse steps and ties often)."""
+    metric, loss = held[task.metrics[0]], -held["loss"]
+    return {"metric": [metric], "loss": [loss], "metric-then-loss": [metric, loss]}[select_on]
 
 
 def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, cfg: TrainConfig, seed: int,
@@ -278,7 +285,7 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
             held, held_outputs = evaluate(model, holdout, task, cfg.eval_batch_size, cfg.bf16, device)
             assert holdout.labels is not None
             held["loss"] = held_out_loss(held_outputs, holdout.labels, task)
-            best.update(-held["loss"] if cfg.select_on == "loss" else held[task.metrics[0]], state.epoch, model)
+            best.update(held_out_score(held, task, cfg.select_on), state.epoch, model)
             record.update({f"holdout_{k}": v for k, v in held.items()})
         last = state.step >= total or (best is not None and best.stop)
         if cfg.eval_every_epoch or last:

@@ -71,13 +71,13 @@ def test_regression_task_trains(tmp_path, tiny_models):
 
 
 def test_best_epoch_is_chosen_on_the_held_out_loss_or_metric(tiny_models, sentiment_files):
-    """select_on: "loss" keeps the epoch with the lowest held-out loss, "metric" the first with the best metric
-    (the held-out part's loss is recorded either way)."""
+    """select_on: "loss" keeps the epoch with the lowest held-out loss, "metric" the first with the best metric,
+    "metric-then-loss" the best metric with ties broken by the loss (the held-out loss is recorded always)."""
     from analysis import jobs
     from analysis.config import FinetuneConfig
 
     train, evaluation = sentiment_files
-    for select_on in ("loss", "metric"):
+    for select_on in ("loss", "metric", "metric-then-loss"):
         cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
                                             "eval_file": str(evaluation), "epochs": 6, "batch_size": 8, "lr": 3e-3,
                                             "holdout_fraction": 0.25, "select_on": select_on})
@@ -85,6 +85,28 @@ def test_best_epoch_is_chosen_on_the_held_out_loss_or_metric(tiny_models, sentim
         epochs = summary["epoch_metrics"]
         losses = [e["holdout_loss"] for e in epochs]
         accuracies = [e["holdout_accuracy"] for e in epochs]
-        best = int(np.argmin(losses)) if select_on == "loss" else int(np.argmax(accuracies))
+        keys = {"loss": [-x for x in losses], "metric": accuracies,
+                "metric-then-loss": list(zip(accuracies, [-x for x in losses]))}[select_on]
+        best = max(range(len(keys)), key=lambda i: (keys[i], -i))  # the first of equals
         assert summary["chosen_epoch"] == epochs[best]["epoch"]
         assert len(set(losses)) == len(losses)  # the loss is continuous, so it does not tie like 12-example accuracy
+
+
+def test_metric_ties_are_broken_by_the_loss_and_reset_patience():
+    from types import SimpleNamespace
+
+    from analysis.train import BestEpoch, held_out_score
+
+    task, model = SimpleNamespace(metrics=("accuracy",)), torch.nn.Linear(1, 1)
+    history = [(0.6, 0.68), (0.6, 0.66), (0.6, 0.64), (0.6, 0.62), (0.8, 0.54), (0.7, 0.52)]  # (accuracy, loss)
+    chosen = {}
+    for select_on in ("metric", "loss", "metric-then-loss"):
+        best = BestEpoch(patience=3)
+        for epoch, (accuracy, loss) in enumerate(history, 1):
+            best.update(held_out_score({"accuracy": accuracy, "loss": loss}, task, select_on), epoch, model)
+            if best.stop:
+                break
+        chosen[select_on] = (best.best_epoch, epoch)
+    assert chosen["metric"] == (1, 4)  # three ties count as no gain: stopped before the accuracy rose
+    assert chosen["loss"] == (6, 6)
+    assert chosen["metric-then-loss"] == (5, 6)

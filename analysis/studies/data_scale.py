@@ -3,7 +3,7 @@ pretrained transformer, an LSTM from scratch, and the same LSTM with pretrained 
 
 Each (arm, size, seed) is one fine-tune run in the store, so an interrupted study resumes where it
 stopped. Budgets are documented and per arm: epochs = clip(budget_examples / size, min, max), the best
-epoch chosen by the loss on a held-out 10% of the training subset (early stopping), never on the evaluation
+epoch chosen by the metric (ties broken by the loss) on a held-out 10% of the training subset (early stopping), never on the evaluation
 split.
 """
 
@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..config import ConfigBase, FinetuneConfig, ModelConfig, check
+from ..config import SELECT_ON, ConfigBase, FinetuneConfig, ModelConfig, check
 from ..data import get_card, is_user_file, load_split
 from ..errors import DataError
 from ..finetune import input_fingerprints
@@ -60,9 +60,10 @@ class ScaleConfig(ConfigBase):
     lstm_max_epochs: float = 30.0
     holdout: float = 0.1
     early_stop_patience: int = 3
-    # What picks the best epoch on the held-out part (the runs' select_on). "loss" by default: at n = 100 the
-    # part has 10 examples, whose accuracy moves in steps of 0.1, ties, and stopped training early.
-    early_stop_on: str = "loss"
+    # What picks the best epoch on the held-out part (the runs' select_on). The metric with ties broken by the
+    # loss: at n = 100 the part has 10 examples, whose accuracy moves in steps of 0.1 and ties (which stopped
+    # training early); the loss alone picked epochs too early (it rises while accuracy still climbs).
+    early_stop_on: str = "metric-then-loss"
 
     def validate(self) -> None:
         check(len(self.seeds) > 0 and len(self.arms) > 0, "seeds", "the grid is empty", "give seeds and arms")
@@ -74,8 +75,8 @@ class ScaleConfig(ConfigBase):
             check(0 < f <= 1, "fractions", f"fraction {f} is outside (0, 1]", "use e.g. 0.01,0.1,0.5")
         for arm in self.arms:
             ARMS.get(arm)
-        check(self.early_stop_on in ("metric", "loss"), "early_stop_on", f"got {self.early_stop_on!r}",
-              "use 'loss' (the held-out loss) or 'metric' (the task's first metric)")
+        check(self.early_stop_on in SELECT_ON, "early_stop_on", f"got {self.early_stop_on!r}",
+              f"use one of {', '.join(SELECT_ON)}")
         check(1 <= self.full_seeds <= len(self.seeds), "full_seeds", f"got {self.full_seeds}",
               "use between 1 and the number of seeds")
 
