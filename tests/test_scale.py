@@ -83,6 +83,8 @@ def test_curve_fit_recovers_known_parameters_and_break_even():
     never = break_even(ft, fit_curve(n, power_law(n, 0.80, 2.0, 0.45)), 30000)
     assert math.isnan(never["n"])  # a 3-point asymptotic gap never closes to 1 point
     assert not fit_curve([100, 1000], [0.5, 0.6])["ok"]
+    still_rising = fit_curve(n[:4], 0.4 + 0.1 * np.log10(n[:4]))  # log-linear: an unbounded fit's asymptote is > 1
+    assert still_rising["ok"] and still_rising["a"] <= 1.0
 
 
 def test_bad_input(tiny_models, sentiment_files):

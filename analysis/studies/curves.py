@@ -15,15 +15,16 @@ def power_law(n: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
 
 
 def fit_curve(sizes: Sequence[float], values: Sequence[float]) -> dict[str, Any]:
-    """Least-squares fit with bounds (a in [0, 2], b >= 0, c in (0, 3]); the covariance gives the uncertainty."""
+    """Least-squares fit with bounds (a in [0, 1], b >= 0, c in (0, 3]); the covariance gives the uncertainty.
+    The asymptote a is at most 1: every metric here (accuracy, F1, MCC, correlations) is."""
     from scipy.optimize import curve_fit
 
     n, y = np.asarray(sizes, float), np.asarray(values, float)
     if len(n) < 3:
         return {"ok": False, "reason": f"{len(n)} points; a 3-parameter curve needs at least 3"}
-    p0 = (min(2.0, float(y.max()) + 0.02), max(1e-3, float(y.max() - y.min()) * float(n.min()) ** 0.5), 0.5)
+    p0 = (min(1.0, float(y.max()) + 0.02), max(1e-3, float(y.max() - y.min()) * float(n.min()) ** 0.5), 0.5)
     try:
-        popt, pcov = curve_fit(power_law, n, y, p0=p0, bounds=([0, 0, 1e-3], [2, np.inf, 3]), maxfev=20000)
+        popt, pcov = curve_fit(power_law, n, y, p0=p0, bounds=([0, 0, 1e-3], [1, np.inf, 3]), maxfev=20000)
     except (RuntimeError, ValueError) as exc:
         return {"ok": False, "reason": f"the fit did not converge: {exc}"}
     residual = y - power_law(n, *popt)
@@ -53,7 +54,7 @@ def break_even(curve_a: dict[str, Any], curve_b: dict[str, Any], largest_observe
     pb = [curve_b[k] for k in "abc"]
     point = crossing(pa, pb, threshold)
     rng = np.random.default_rng(seed)
-    lo, hi = np.array([0, 0, 1e-3]), np.array([2, np.inf, 3])
+    lo, hi = np.array([0, 0, 1e-3]), np.array([1, np.inf, 3])
     sa = np.clip(rng.multivariate_normal(pa, curve_a["cov"], draws, check_valid="ignore"), lo, hi)
     sb = np.clip(rng.multivariate_normal(pb, curve_b["cov"], draws, check_valid="ignore"), lo, hi)
     samples = np.array([crossing(x, y, threshold) for x, y in zip(sa, sb)])
