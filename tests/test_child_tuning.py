@@ -140,3 +140,10 @@ def test_study_summary_pairs_by_seed():
     assert np.isclose(cells["vanilla"]["mean"], 0.6) and np.isclose(cells["child-d"]["mean"], 0.6233333)
     assert np.isclose(cells["child-d"]["diff_mean"], 0.0233333) and cells["child-d"]["diff_n"] == 3
     assert "diff_mean" not in cells["vanilla"]
+
+
+def test_transfer_sets_smaller_than_the_cap_are_used_whole():
+    """The study's transfer_eval_size is a cap: CR's 755-row split is evaluated whole, not an error."""
+    from analysis.studies.child_tuning_study import transfer_size
+
+    assert transfer_size("cr", 2000) is None and transfer_size("cr", 100) == 100 and transfer_size("cr", None) is None

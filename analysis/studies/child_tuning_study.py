@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigBase, FinetuneConfig, check
+from ..config import ConfigBase, DataConfig, FinetuneConfig, check
+from ..data import get_card, load_split
 from ..evaluate import evaluate_on
 from ..finetune import input_fingerprints
 from ..executors import Member, run_members
@@ -27,7 +28,7 @@ class ChildTuningStudyConfig(ConfigBase):
     p_d: tuple[float, ...] = (0.3,)  # the paper's grid: 0.1, 0.2, 0.3
     transfer_from: str | None = "sst2"
     transfer_to: tuple[str, ...] = ("imdb", "mr", "cr")
-    transfer_eval_size: int | None = 2000  # evaluation examples per transfer set (IMDB test has 25,000)
+    transfer_eval_size: int | None = 2000  # at most this many evaluation examples per transfer set (IMDB has 25,000)
 
     def validate(self) -> None:
         check(len(self.tasks) > 0 and len(self.seeds) > 0, "tasks", "the grid is empty", "give tasks and seeds")
@@ -89,13 +90,22 @@ class ChildTuningStudy(Experiment):
     @staticmethod
     def transfer(config: ChildTuningStudyConfig, rows: list[dict[str, Any]], ctx: RunContext) -> list[dict[str, Any]]:
         out = []
+        sizes = {target: transfer_size(target, config.transfer_eval_size) for target in config.transfer_to}
         for row in (r for r in rows if r["task"] == config.transfer_from):
             for target in config.transfer_to:
-                result = evaluate_on(ctx.store, row["run_id"], target, config.transfer_eval_size, seed=0,
-                                     device=ctx.device)
+                result = evaluate_on(ctx.store, row["run_id"], target, sizes[target], seed=0, device=ctx.device)
                 out.append({**{k: row[k] for k in ("method", "p", "seed", "run_id")}, "target": target,
                             "value": result["accuracy"], "examples": result["examples"]})
         return out
+
+
+def transfer_size(dataset: str, at_most: int | None) -> int | None:
+    """The evaluation size for a transfer set: `at_most`, or the whole split when it is smaller (CR has 755)."""
+    if at_most is None:
+        return None
+    card = get_card(dataset)
+    rows = len(load_split(DataConfig(dataset=dataset), card.default_eval_split))
+    return None if rows <= at_most else at_most
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
