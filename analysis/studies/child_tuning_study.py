@@ -91,7 +91,10 @@ class ChildTuningStudy(Experiment):
     def transfer(config: ChildTuningStudyConfig, rows: list[dict[str, Any]], ctx: RunContext) -> list[dict[str, Any]]:
         out = []
         sizes = {target: transfer_size(target, config.transfer_eval_size) for target in config.transfer_to}
-        for row in (r for r in rows if r["task"] == config.transfer_from):
+        sources = [r for r in rows if r["task"] == config.transfer_from]
+        for i, row in enumerate(sources):
+            ctx.progress(i, len(sources), f"transfer: evaluating {row['method']} seed {row['seed']} on "
+                                          f"{', '.join(config.transfer_to)}")
             for target in config.transfer_to:
                 result = evaluate_on(ctx.store, row["run_id"], target, sizes[target], seed=0, device=ctx.device)
                 out.append({**{k: row[k] for k in ("method", "p", "seed", "run_id")}, "target": target,
