@@ -289,8 +289,10 @@ class JobQueue:
         with self._txn() as db:
             job = db.execute(f"SELECT * FROM jobs WHERE run_id=? AND status IN {_ACTIVE_SQL}", (run_id,)).fetchone()
             job = job or self._owner_job(db, run_id)
-            if job is None:
-                raise StoreError(f"run {run_id} is not queued or running in the job queue",
+            rec = self.store.get(run_id) if job is not None and job["status"] != "queued" else None
+            if job is None or (rec is not None and rec.status != "running"):  # finished, its worker wrapping up
+                raise StoreError(f"run {run_id} is not queued or running in the job queue"
+                                 + (f" (it has finished: {rec.status})" if rec is not None else ""),
                                  fix="only launched jobs can be cancelled here; stop a terminal run with Ctrl-C")
             if job["status"] == "queued":
                 db.execute("UPDATE jobs SET status='cancelled', finished=?, error=? WHERE job_id=?",
