@@ -358,5 +358,7 @@ def _best_state(best: Any) -> dict[str, Any] | None:
 def _load_best(best: Any, saved: Mapping[str, Any] | None) -> None:
     if best is None or saved is None:
         return
-    best.best, best.best_epoch, best.bad_epochs = list(saved["best"]), saved["best_epoch"], saved["bad_epochs"]
+    score = saved["best"]  # a list of floats; checkpoints written before select_on hold one float
+    best.best = list(score) if isinstance(score, (list, tuple)) else [score]
+    best.best_epoch, best.bad_epochs = saved["best_epoch"], saved["bad_epochs"]
     best.state = dict(saved["state"]) if saved["state"] is not None else None

@@ -110,3 +110,14 @@ def test_metric_ties_are_broken_by_the_loss_and_reset_patience():
     assert chosen["metric"] == (1, 4)  # three ties count as no gain: stopped before the accuracy rose
     assert chosen["loss"] == (6, 6)
     assert chosen["metric-then-loss"] == (5, 6)
+
+
+def test_a_checkpoint_written_before_select_on_resumes_its_best_score():
+    from analysis.checkpoint import _load_best
+    from analysis.train import BestEpoch
+
+    best = BestEpoch(patience=3)
+    _load_best(best, {"best": 0.8, "best_epoch": 2, "bad_epochs": 1, "state": None})  # one float, as before
+    assert best.best == [0.8] and best.best_epoch == 2 and best.bad_epochs == 1
+    _load_best(best, {"best": [0.8, -0.4], "best_epoch": 3, "bad_epochs": 0, "state": None})
+    assert best.best == [0.8, -0.4]

@@ -3,8 +3,8 @@ pretrained transformer, an LSTM from scratch, and the same LSTM with pretrained 
 
 Each (arm, size, seed) is one fine-tune run in the store, so an interrupted study resumes where it
 stopped. Budgets are documented and per arm: epochs = clip(budget_examples / size, min, max), the best
-epoch chosen by the metric (ties broken by the loss) on a held-out 10% of the training subset (early stopping), never on the evaluation
-split.
+epoch chosen by the metric (ties broken by the loss) on a held-out 10% of the training subset (early
+stopping), never on the evaluation split.
 """
 
 from __future__ import annotations
