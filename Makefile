@@ -23,6 +23,7 @@ app: $(STAMP)   ## install, then start the dashboard on the embedded default mod
 	    --browser.gatherUsageStats false --client.toolbarMode minimal
 
 test: $(STAMP)  ## install, then run the whole test suite (slow real-model tests included)
+	bash tools/ensure-chromium.sh
 	$(PY) -m pytest -q -ra
 
 clean-venv:

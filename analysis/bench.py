@@ -13,7 +13,7 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from .cli import arguments, command
+from .cli import add_precision_flag, arguments, command
 from .config import DataConfig, ModelConfig, TrainConfig
 from .registry import Registry
 
@@ -35,46 +35,88 @@ def in_subprocess(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, An
 # bench train: our loop vs the Hugging Face Trainer on the same config
 
 
-def _our_loop(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int) -> dict[str, Any]:
+def _matmul_peak(precision: str) -> float:
+    """This process's measured matmul GFLOP/s (1024 x 1024, its threads) in `precision`: the MFU denominator."""
+    import torch
+
+    from .precision import matmul_gflops
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+    return matmul_gflops(dtype, size=1024, seconds=0.3, autocast=dtype != torch.float32)
+
+
+def non_embedding_params(model: Any) -> int:
+    """Parameters outside the embedding tables: the 6 N in the 6 N tokens/s FLOP count of training."""
+    import torch
+
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    return int(sum(p.numel() for p in model.parameters() if id(p) not in embedded))
+
+
+def mfu(params: int, tokens_per_second: float, peak_gflops: float) -> float:
+    """Model FLOPs utilisation: 6 x non-embedding parameters x tokens/s over the measured matmul peak."""
+    return 6 * params * tokens_per_second / (peak_gflops * 1e9) if peak_gflops > 0 else float("nan")
+
+
+def _our_loop(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int, threads: int | None = None) -> dict[str, Any]:
     import torch
 
     from .finetune import load_inputs
+    from .precision import resolve, set_threads
     from .train import fit
 
+    set_threads(threads=threads)
     inputs = load_inputs(ModelConfig.from_dict(model_cfg), DataConfig.from_dict(data_cfg), seed)
     cfg = TrainConfig.from_dict(train_cfg)
-    result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, cfg, seed, torch.device("cpu"))
+    precision = resolve(cfg.precision, "cpu")
+    params = non_embedding_params(inputs.model)
+    result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, cfg.replace(precision=precision), seed,
+                 torch.device("cpu"))
+    tokens_per_second = result.tokens_seen / result.train_seconds
+    peak = _matmul_peak(precision)
     return {"examples_per_second": result.examples_per_second, "train_seconds": result.train_seconds,
-            "metrics": result.metrics, "peak_rss_mb": peak_rss_mb(), "precision": "bf16" if cfg.bf16 else "fp32"}
+            "tokens_per_second": tokens_per_second, "metrics": result.metrics, "peak_rss_mb": peak_rss_mb(),
+            "precision": precision, "requested_precision": cfg.precision, "threads": torch.get_num_threads(),
+            "non_embedding_params": params, "matmul_peak_gflops": peak, "mfu": mfu(params, tokens_per_second, peak)}
 
 
-def _hf_trainer(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int) -> dict[str, Any]:
+def _hf_trainer(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int, best: bool = False,
+                threads: int | None = None) -> dict[str, Any]:
+    """The HF Trainer on the same data and hyper-parameters: its defaults (fp32, random order, padding per batch),
+    or (`best`) at its best settings for this machine: bf16 only where bf16 is fast here, length-grouped batches."""
     import datasets
     import numpy as np
+    import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
     from . import metrics as task_metrics
     from .data import load_task
     from .models import build_model
+    from .precision import resolve, set_threads
     from .train import set_seed
 
+    set_threads(threads=threads)
     dcfg, tcfg = DataConfig.from_dict(data_cfg), TrainConfig.from_dict(train_cfg)
     data = load_task(dcfg, seed)
     set_seed(seed)
     model, tokenizer = build_model(ModelConfig.from_dict(model_cfg), data.card.num_labels)
+    params = non_embedding_params(model)
 
     def to_hf(ds) -> datasets.Dataset:
         enc = tokenizer(*ds.texts, truncation=True, max_length=dcfg.max_length)
         return datasets.Dataset.from_dict({**enc, "labels": ds.labels.tolist()})
 
     train, evaluation = to_hf(data.train), to_hf(data.eval)
+    tokens = sum(len(ids) for ids in train["input_ids"])
     total = math.ceil(tcfg.epochs * math.ceil(len(train) / tcfg.batch_size))
+    bf16 = best and resolve("auto", "cpu") == "bf16"
+    extra: dict[str, Any] = {"bf16": bf16, "train_sampling_strategy": "group_by_length"} if best else {}
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=tcfg.batch_size, per_device_eval_batch_size=tcfg.eval_batch_size,
             learning_rate=tcfg.lr, num_train_epochs=tcfg.epochs, weight_decay=tcfg.weight_decay,
             warmup_steps=int(tcfg.warmup_ratio * total), max_grad_norm=tcfg.max_grad_norm, seed=seed,
-            report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True,
+            report_to="none", save_strategy="no", logging_strategy="no", disable_tqdm=True, use_cpu=True, **extra,
         )
         trainer = Trainer(model=model, args=args, train_dataset=train,
                           data_collator=DataCollatorWithPadding(tokenizer))
@@ -83,24 +125,101 @@ def _hf_trainer(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int) -> 
         seconds = time.perf_counter() - start
         logits = trainer.predict(evaluation).predictions
     scores = task_metrics.compute(data.card.metrics, np.asarray(logits), data.eval.labels)
+    precision = "bf16" if bf16 else "fp32"
+    tokens_per_second = tokens * tcfg.epochs / seconds
+    peak = _matmul_peak(precision)
     return {"examples_per_second": len(train) * tcfg.epochs / seconds, "train_seconds": seconds,
-            "metrics": scores, "peak_rss_mb": peak_rss_mb(), "precision": "fp32 (Trainer default)"}
+            "tokens_per_second": tokens_per_second, "metrics": scores, "peak_rss_mb": peak_rss_mb(),
+            "precision": precision, "settings": "best for this machine: " + ", ".join(f"{k}={v}" for k, v in extra.items())
+            if best else "Trainer defaults", "threads": torch.get_num_threads(), "non_embedding_params": params,
+            "matmul_peak_gflops": peak, "mfu": mfu(params, tokens_per_second, peak)}
 
 
 @BENCHES.register("train")
 def bench_train(args: argparse.Namespace) -> dict[str, Any]:
+    """Our loop vs the HF Trainer, two pairs: each with its defaults, and each at its best settings here. Our best
+    settings are our defaults (`--precision auto`), so one run of ours serves both pairs unless --precision differs."""
     model_cfg = ModelConfig(model=args.model).to_dict()
     data_cfg = DataConfig(dataset=args.dataset, train_size=args.train_size).to_dict()
     train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr).to_dict()
-    ours = in_subprocess(_our_loop, model_cfg, data_cfg, train_cfg, args.seed)
-    hf = in_subprocess(_hf_trainer, model_cfg, data_cfg, train_cfg, args.seed)
+    ours = in_subprocess(_our_loop, model_cfg, data_cfg, train_cfg, args.seed, args.threads)
+    ours_best = ours
+    if args.precision != "auto":  # ours as asked (e.g. fp32 on a bf16 machine) vs ours at its best (auto)
+        ours = in_subprocess(_our_loop, model_cfg, data_cfg, {**train_cfg, "precision": args.precision}, args.seed,
+                             args.threads)
+    hf = in_subprocess(_hf_trainer, model_cfg, data_cfg, train_cfg, args.seed, False, args.threads)
+    hf_best = in_subprocess(_hf_trainer, model_cfg, data_cfg, train_cfg, args.seed, True, args.threads)
     metric = next(iter(ours["metrics"]))
+
+    def points(a: dict[str, Any], b: dict[str, Any]) -> float:
+        return 100 * (a["metrics"][metric] - b["metrics"][metric])
+
     return {
         "benchmark": "train", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg, "seed": args.seed},
-        "ours": ours, "hf_trainer": hf, "metric": metric,
-        "speedup": ours["examples_per_second"] / hf["examples_per_second"],
-        "metric_difference_points": 100 * (ours["metrics"][metric] - hf["metrics"][metric]),
+        "cpu_capability": _capability(), "ours": ours, "ours_best": ours_best, "hf_trainer": hf, "hf_trainer_best": hf_best,
+        "metric": metric,
+        "speedup_vs_trainer_defaults": ours["examples_per_second"] / hf["examples_per_second"],
+        "speedup_vs_trainer_best": ours_best["examples_per_second"] / hf_best["examples_per_second"],
+        "metric_difference_points": points(ours, hf), "metric_difference_points_best": points(ours_best, hf_best),
     }
+
+
+def _capability() -> str:
+    from .precision import cpu_capability
+
+    return cpu_capability()
+
+
+# ----------------------------------------------------------------------------------------------
+# bench precision: what each precision costs on this machine, and what `auto` picks
+
+
+def _finetune_speed(precision: str, train_size: int, seed: int, threads: int | None) -> dict[str, Any]:
+    """Examples/s of a short real fine-tune of the default model on SST-2 in `precision` (own process)."""
+    data_cfg = DataConfig(dataset="sst2", train_size=train_size, eval_size=64).to_dict()
+    train_cfg = TrainConfig(epochs=1.0, precision=precision, eval_every_epoch=False).to_dict()
+    out = _our_loop(ModelConfig().to_dict(), data_cfg, train_cfg, seed, threads)
+    return {k: out[k] for k in ("examples_per_second", "tokens_per_second", "train_seconds", "mfu",
+                                "matmul_peak_gflops", "threads")} | {"train_examples": train_size}
+
+
+def _matmul_table(threads: int | None) -> dict[str, Any]:
+    import torch
+
+    from .precision import matmul_gflops, set_threads
+
+    set_threads(threads=threads)
+    out = {"threads": torch.get_num_threads()}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        out[f"{name}_gflops"] = matmul_gflops(dtype, size=1024, seconds=0.3)
+        if name != "fp32":
+            out[f"{name}_autocast_gflops"] = matmul_gflops(dtype, size=1024, seconds=0.3, autocast=True)
+    return out
+
+
+@BENCHES.register("precision")
+def bench_precision(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU capability, matmul GFLOP/s per precision, a short real fine-tune per precision, what `auto` picks.
+
+    A precision whose matmuls run under a fifth of fp32's speed (emulated) fine-tunes on 64 examples instead of
+    `--train-size`, so the benchmark stays minutes long on every machine; each figure is still measured."""
+    from .precision import cpu_bf16_native, cpu_capability, cpu_probe, resolve, usable_cores
+
+    matmul = in_subprocess(_matmul_table, args.threads)
+    auto = resolve("auto", "cpu")
+    train_size = min(args.train_size, 512)
+    runs = {}
+    for precision in ("fp32", "bf16", "fp16"):
+        slow = matmul[f"{precision}_autocast_gflops" if precision != "fp32" else "fp32_gflops"] < 0.2 * matmul["fp32_gflops"]
+        size = 64 if slow else train_size
+        runs[precision] = in_subprocess(_finetune_speed, precision, size, args.seed, args.threads)
+        runs[precision]["emulated"] = slow
+    best = max(runs, key=lambda k: runs[k]["examples_per_second"])
+    return {"benchmark": "precision", "cpu_capability": cpu_capability(), "cpu_bf16_native": cpu_bf16_native(),
+            "probe": cpu_probe(), "usable_cores": usable_cores(), "matmul": matmul, "finetune": runs,
+            "auto": auto, "best": best,
+            "default_vs_best": runs[auto]["examples_per_second"] / runs[best]["examples_per_second"],
+            "note": "fine-tune: the embedded default model on SST-2, batch 32, lr 1e-4, one epoch; matmul: 1024 x 1024"}
 
 
 def _lstm_loop(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int, threads: int,
@@ -110,10 +229,8 @@ def _lstm_loop(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int, thre
     those is the figure, the cold one is reported beside it."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
-    cold = _our_loop(model_cfg, data_cfg, train_cfg, seed)
-    warm = [_our_loop(model_cfg, data_cfg, train_cfg, seed) for _ in range(max(1, repeats))]
+    cold = _our_loop(model_cfg, data_cfg, train_cfg, seed, threads)
+    warm = [_our_loop(model_cfg, data_cfg, train_cfg, seed, threads) for _ in range(max(1, repeats))]
     median = sorted(warm, key=lambda r: r["examples_per_second"])[len(warm) // 2]
     return {**median, "threads": torch.get_num_threads(), "repeats": len(warm),
             "cold_examples_per_second": cold["examples_per_second"],
@@ -134,21 +251,25 @@ def bench_lstm(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "lstm", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg}, **result}
 
 
-def _child_tuning_worker(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int) -> dict[str, Any]:
+def _child_tuning_worker(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int,
+                         threads: int | None = None) -> dict[str, Any]:
     import torch
 
     from .child_tuning import ChildDOptions, fisher_scores
     from .finetune import load_inputs
+    from .precision import resolve, set_threads
     from .train import fit
 
+    set_threads(threads=threads)
     inputs = load_inputs(ModelConfig.from_dict(model_cfg), DataConfig.from_dict(data_cfg), seed)
     cfg = TrainConfig.from_dict(train_cfg)
-    _, cost = fisher_scores(inputs.model, inputs, ChildDOptions(), seed, torch.device("cpu"), cfg.bf16)
+    cfg = cfg.replace(precision=resolve(cfg.precision, "cpu"))
+    _, cost = fisher_scores(inputs.model, inputs, ChildDOptions(), seed, torch.device("cpu"), cfg.precision)
     result = fit(inputs.model, inputs.train, inputs.eval, inputs.task, cfg.replace(epochs=1.0), seed,
                  torch.device("cpu"))
     return {"fisher_seconds": cost["fisher_seconds"], "fisher_examples": cost["fisher_examples"],
             "epoch_seconds": result.train_seconds, "ratio": cost["fisher_seconds"] / result.train_seconds,
-            "peak_rss_mb": peak_rss_mb()}
+            "precision": cfg.precision, "threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
 
 
 @BENCHES.register("child-tuning")
@@ -157,7 +278,7 @@ def bench_child_tuning(args: argparse.Namespace) -> dict[str, Any]:
     model_cfg = ModelConfig(model=args.model).to_dict()
     data_cfg = DataConfig(dataset=args.dataset, train_size=args.train_size).to_dict()
     train_cfg = TrainConfig(batch_size=16, lr=4e-5).to_dict()  # the official run defaults: batch 16, lr 4e-5
-    out = in_subprocess(_child_tuning_worker, model_cfg, data_cfg, train_cfg, args.seed)
+    out = in_subprocess(_child_tuning_worker, model_cfg, data_cfg, train_cfg, args.seed, args.threads)
     return {"benchmark": "child-tuning", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg}, **out}
 
 
@@ -171,7 +292,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes (the median is reported)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_precision_flag(parser)
     parser.add_argument("--runs", type=int, default=500, help="bench dashboard: runs in the temporary store")
 
 
@@ -185,15 +306,17 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
 # bench prune: measured CPU latency of dense, structured (compacted) and unstructured (sparse path) models
 
 
-def _time_passes(model: Any, batches: list[dict], repeats: int, bf16: bool = False) -> float:
-    """Median seconds for one pass over `batches` (after one warm-up pass)."""
+def time_passes(model: Any, batches: list[dict], repeats: int, precision: str = "fp32") -> float:
+    """Median seconds for one pass over `batches` (after one warm-up pass), in `precision`."""
     import statistics
 
     import torch
 
+    from .precision import autocast
+
     def one_pass() -> float:
         start = time.perf_counter()
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.inference_mode(), autocast("cpu", precision):
             for batch in batches:
                 model(**batch)
         return time.perf_counter() - start
@@ -252,17 +375,18 @@ def _prune_variants(model_name: str) -> dict[str, Callable[[], Any]]:
             "unstructured90_sparse_mkl": lambda: unstructured90("mkl")}
 
 
-def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats: int, threads: int) -> dict[str, Any]:
+def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats: int,
+                        threads: int | None) -> dict[str, Any]:
     import torch
 
     from .config import DataConfig
     from .data import load_task
     from .models import load_tokenizer
+    from .precision import cpu_bf16_fast, set_threads
     from .sparsity import count_params, encoder_linear_params
     from .tokens import accepts_token_types, encode, iterate
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads=threads)
     data = load_task(DataConfig(dataset=dataset), seed=0, need_train=False)
     tokenizer = load_tokenizer(model_name)
     enc = encode(data.eval, tokenizer, 128)
@@ -273,7 +397,7 @@ def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats:
     results = {}
     for name, build in variants.items():
         model = build()
-        seconds = _time_passes(model, batches, repeats)
+        seconds = time_passes(model, batches, repeats)
         nonzero = int(sum((p != 0).sum() for p in model.parameters()))
         if "_sparse_" in name:
             nonzero = int(sum(m.weight_csr.values().numel() for m in model.modules() if hasattr(m, "weight_csr")))
@@ -283,9 +407,12 @@ def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats:
                          "nonzero_params": nonzero}
     for r in results.values():
         r["speedup_vs_dense"] = results["dense"]["seconds_per_pass"] / r["seconds_per_pass"]
-    bf16 = _time_passes(dense, batches, repeats, bf16=True)
-    return {"variants": results, "dense_bf16_reference": {"seconds_per_pass": bf16,
-            "speedup_vs_dense_fp32": results["dense"]["seconds_per_pass"] / bf16},
+    if cpu_bf16_fast():
+        bf16 = time_passes(dense, batches, repeats, "bf16")
+        reference = {"seconds_per_pass": bf16, "speedup_vs_dense_fp32": results["dense"]["seconds_per_pass"] / bf16}
+    else:  # emulated here (tens of times slower): the probe's matmul speeds say so without minutes of timing
+        reference = {"skipped": "bf16 is not fast on this CPU (see `bench precision`)"}
+    return {"variants": results, "dense_bf16_reference": reference,
             "examples": len(enc), "batches": len(batches), "batch_size": batch_size, "precision": "fp32",
             "threads": torch.get_num_threads(), "dense_params": dense_params, "dense_encoder_params": dense_encoder,
             "peak_rss_mb": peak_rss_mb()}

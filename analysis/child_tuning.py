@@ -26,7 +26,8 @@ from .jobs import RunContext
 from .store import RunStore
 from .pruning.masks import check_masks_fit, select
 from .tokens import accepts_token_types, iterate
-from .train import Hook, TrainState, autocast, task_loss, to_device
+from .precision import autocast
+from .train import Hook, TrainState, task_loss, to_device
 
 
 def check_p(p: float) -> None:
@@ -156,7 +157,7 @@ def encoder_params(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def fisher_scores(model: nn.Module, inputs: RunInputs, options: ChildDOptions, seed: int,
-                  device: torch.device, bf16: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+                  device: torch.device, precision: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Diagonal empirical Fisher with gold labels: mean over batches of per-tensor-clipped grad^2.
 
     One shuffled pass in train mode (dropout on), batch 16, as the official code; vectorised with
@@ -178,7 +179,7 @@ def fisher_scores(model: nn.Module, inputs: RunInputs, options: ChildDOptions, s
                                   shuffle=True, bucket=False):
             if examples >= count:
                 break
-            with autocast(device, bf16):
+            with autocast(device, precision):
                 loss = task_loss(model(**to_device(batch, device)), labels[idx].to(device), task)
             grads = torch.autograd.grad(loss, tensors, allow_unused=True)
             grads = [torch.zeros_like(p) if g is None else g.float() for g, p in zip(grads, tensors)]
@@ -266,7 +267,7 @@ class ChildTuningD(FinetuneMethod):
             masks = read_child_mask(ctx.store, options.mask_from, params)
         else:
             device = torch.device(ctx.device)
-            scores, cost = fisher_scores(model, inputs, options, seed, device, bf16=config.train.bf16)
+            scores, cost = fisher_scores(model, inputs, options, seed, device, precision=config.train.precision)
             masks = child_mask(scores, options.p, options.selection, seed)
             ctx.save_json("fisher_cost", cost)
         masks = {n: m.to(params[n].device) for n, m in masks.items()}

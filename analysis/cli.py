@@ -16,8 +16,9 @@ import types
 import typing
 from typing import Any, Callable
 
-from .config import FlatField, load_yaml
+from .config import PRECISIONS, FlatField, load_yaml
 from .errors import ConfigError, PruneScopeError
+from .precision import set_threads
 from .registry import Registry
 
 
@@ -76,7 +77,21 @@ def add_field_flags(parser: argparse.ArgumentParser, flat: dict[str, FlatField],
         default = ff.field.default if ff.field.default is not dataclasses.MISSING else None
         kwargs["help"] = f"(default: {default})" if show_defaults else "(default: the method's own)"
         kwargs.setdefault("metavar", name.upper())
+        if name == "precision":
+            kwargs.update(choices=PRECISIONS, help=PRECISION_HELP)
         grp.add_argument("--" + name.replace("_", "-"), **kwargs)
+        if name == "precision":  # the old switch, kept as an alias: --bf16 = --precision bf16, --no-bf16 = fp32
+            grp.add_argument("--bf16", dest="cfg__bf16", default=argparse.SUPPRESS, action=argparse.BooleanOptionalAction,
+                             help="alias: --bf16 is --precision bf16, --no-bf16 is --precision fp32")
+
+
+PRECISION_HELP = ("numeric precision: auto (default; bf16 where this device runs it fast: AMX/AVX512-BF16 CPUs, "
+                  "bf16-capable GPUs; fp16 with a gradient scaler on older GPUs; else fp32), fp32, bf16 or fp16")
+
+
+def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+    """`--precision` for commands without a config (explain, benchmarks)."""
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
 def flags_given(args: argparse.Namespace) -> dict[str, Any]:
@@ -90,6 +105,8 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE.yaml", help="read settings from a YAML file; flags override it")
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last stdout line")
+    parser.add_argument("--threads", type=int, help="torch threads for this process (default: the cores it may use, "
+                                                    "divided by $PRUNESCOPE_WORKERS)")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -134,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = COMMANDS.get(args.command)
     stop_on_sigterm()
     try:
+        set_threads(threads=args.threads)
         result = cmd.run(args)
     except PruneScopeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)

@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 from .errors import ConfigError
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # the `precision` setting (analysis/precision.py resolves auto)
+
 
 class ConfigBase:
     """Shared behaviour: dict round trip, strict parsing, validation, flat field map."""
@@ -37,7 +39,7 @@ class ConfigBase:
         if raw is not None and not isinstance(raw, Mapping):
             raise ConfigError(f"expected a mapping of keys to values, got {raw!r:.80}", where=where,
                               fix="write `key: value` pairs (see --help for the keys)")
-        raw = dict(raw or {})
+        raw = cls.upgrade(dict(raw or {}), where)
         known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(raw) - set(known), key=repr)
         if unknown:
@@ -52,6 +54,11 @@ class ConfigBase:
             return cls(**values)
         except TypeError as exc:  # a missing required field
             raise ConfigError(str(exc), where=where) from None
+
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        """Map keys of older configs (stored records, old YAML files) to today's; subclasses extend."""
+        return raw
 
     @classmethod
     def flat_fields(cls) -> dict[str, "FlatField"]:
@@ -105,6 +112,8 @@ def nest_flat(cls: type, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise ConfigError(f"key {key!r} is not a name", where=where, fix="keys are field names, e.g. epochs")
         key = key.replace("-", "_")
+        if key in FLAT_ALIASES and key not in flat and FLAT_ALIASES[key][0] in flat:
+            key, value = FLAT_ALIASES[key][0], FLAT_ALIASES[key][1](value, f"{where}.{key}")
         if key in groups and key not in flat and not isinstance(value, Mapping):
             raise ConfigError(f"{key!r} must be a mapping of its fields, got {value!r:.80}", where=where,
                               fix=f"write `{key}:` with indented `field: value` lines, or use flat keys")
@@ -121,6 +130,15 @@ def nest_flat(cls: type, raw: Mapping[str, Any], where: str) -> dict[str, Any]:
                 f"unknown key {key!r}", where=where, fix=f"valid keys are: {', '.join(sorted(flat))}"
             )
     return nested
+
+
+def _bf16_alias(value: Any, where: str) -> str:
+    """The old `bf16: true|false` switch, kept as an alias of `precision: bf16|fp32`."""
+    return "bf16" if _coerce(bool, value, where) else "fp32"
+
+
+# old flat keys still accepted: name -> (the field it sets, how its value converts)
+FLAT_ALIASES: dict[str, tuple[str, Any]] = {"bf16": ("precision", _bf16_alias)}
 
 
 def _dataclass_type(tp: Any) -> type | None:
@@ -309,7 +327,8 @@ class TrainConfig(ConfigBase):
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
-    bf16: bool = True
+    # auto | fp32 | bf16 | fp16; auto picks per device (analysis/precision.py) and the run records what it picked
+    precision: str = "auto"
     eval_batch_size: int = 128
     length_bucketing: bool = True
     eval_every_epoch: bool = True
@@ -319,7 +338,15 @@ class TrainConfig(ConfigBase):
     fused_optimizer: bool = False  # torch's fused AdamW kernel (2x faster steps for the LSTM's big embedding)
     checkpoint_every: int = 0  # checkpoints at epoch boundaries; N > 0: also every N steps; -1: none
 
+    @classmethod
+    def upgrade(cls, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        if "bf16" in raw and "precision" not in raw:  # records and YAML files from before `precision`
+            raw["precision"] = _bf16_alias(raw.pop("bf16"), f"{where}.bf16")
+        return raw
+
     def validate(self) -> None:
+        check(self.precision in PRECISIONS, "precision", f"got {self.precision!r}",
+              f"use one of {', '.join(PRECISIONS)} (auto: bf16 only where this device runs it fast, else fp32)")
         check(0 <= self.holdout_fraction < 0.5, "holdout_fraction", f"got {self.holdout_fraction}",
               "use a value in [0, 0.5), e.g. 0.1")
         check(self.patience >= 0, "patience", f"got {self.patience}", "use 0 (off) or a number of epochs")
@@ -379,6 +406,25 @@ def config_hash(kind: str, cfg: ConfigBase, code_version: str, extra: Mapping[st
     payload = {"kind": kind, "config": without_defaults(cfg), "code": code_version, **(extra or {})}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def recorded_precision(config: dict[str, Any] | None) -> str | None:
+    """The precision a stored run used, from its config: `precision` at any depth, or the old `bf16` flag
+    (runs made before the setting existed were bf16 unless `bf16: false`); None for a config with neither."""
+
+    def find(node: Any) -> str | None:
+        if isinstance(node, dict):
+            if isinstance(node.get("precision"), str):
+                return node["precision"]
+            if "bf16" in node:
+                return "bf16" if node["bf16"] else "fp32"
+            for value in node.values():
+                found = find(value)
+                if found:
+                    return found
+        return None
+
+    return find(config or {})
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

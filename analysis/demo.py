@@ -152,7 +152,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     add_field_flags(parser, flat, "demo")
     defaults = DemoConfig()
     for action in parser._actions:  # the demo's own defaults (2,000 examples, 1 epoch), not the fine-tune's
-        if action.dest.startswith("cfg__"):
+        if action.dest.startswith("cfg__") and action.dest[5:] in flat:
             action.help = f"(default: {reduce(getattr, flat[action.dest[5:]].path, defaults)})"
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
 

@@ -12,6 +12,7 @@ from .data import load_task
 from .errors import ConfigError
 from .store import RunStore
 from .tokens import encode
+from .config import recorded_precision
 from .train import TaskSpec, evaluate
 
 
@@ -33,8 +34,9 @@ def _labels_of(folder: Any) -> int:
 
 
 def evaluate_on(store: RunStore, run_id: str, dataset: str, eval_size: int | None = None, seed: int = 0,
-                device: str = "cpu", batch_size: int = 128) -> dict[str, Any]:
-    """Metrics of a stored model on `dataset`'s evaluation split (its label set must match the model's)."""
+                device: str = "cpu", batch_size: int = 128, precision: str | None = None) -> dict[str, Any]:
+    """Metrics of a stored model on `dataset`'s evaluation split (its label set must match the model's), in
+    `precision` (default: the one the run was trained in)."""
     model, tokenizer, config = load_run_model(store, run_id)
     max_length = config.get("data", {}).get("max_length", 128)
     data = load_task(DataConfig(dataset=dataset, eval_size=eval_size, max_length=max_length), seed, need_train=False)
@@ -43,5 +45,7 @@ def evaluate_on(store: RunStore, run_id: str, dataset: str, eval_size: int | Non
                           f"{model.config.num_labels}", fix="evaluate on a dataset with the same label set")
     enc = encode(data.eval, tokenizer, max_length)
     task = TaskSpec(data.card.num_labels, data.card.metrics, tokenizer.pad_token_id or 0)
-    metrics, _ = evaluate(model.to(device), enc, task, batch_size, True, torch.device(device))
-    return {"run_id": run_id, "dataset": dataset, "split": data.eval_split, "examples": len(enc), **metrics}
+    precision = precision or recorded_precision(config) or "fp32"
+    metrics, _ = evaluate(model.to(device), enc, task, batch_size, precision, torch.device(device))
+    return {"run_id": run_id, "dataset": dataset, "split": data.eval_split, "examples": len(enc),
+            "precision": precision, **metrics}

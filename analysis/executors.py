@@ -19,13 +19,16 @@ import contextlib
 import contextvars
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator, Sequence
 
+from . import precision
 from .config import ConfigBase
 from .errors import ConfigError, PruneScopeError
 from .jobs import RunContext, execute, run_id
+from .precision import set_threads
 from .registry import Registry
+from .settings import device_name
 from .store import RunRecord, RunStore
 
 OnDone = Callable[[int, RunRecord], None]
@@ -75,6 +78,10 @@ class Executor:
         Returns the records in member order; raises MembersFailed at the end if any member failed."""
         self.failures = []
         self.stats["members"] += len(members)
+        # `auto` precision is resolved once, here, for the device the members run on: every member of a study uses
+        # one precision, and the id the driver computes is the id the run gets wherever it executes
+        where = self.precision_device(ctx)
+        members = [replace(m, config=precision.resolve_config(m.config, where)) for m in members]
         records: list[RunRecord | None] = [None] * len(members)
 
         def done(index: int, record: RunRecord) -> None:
@@ -94,6 +101,10 @@ class Executor:
 
     def _map(self, members: list[Member], ctx: RunContext, done: OnDone) -> None:
         raise NotImplementedError
+
+    def precision_device(self, ctx: RunContext) -> str:
+        """The device `auto` precision is resolved for: the members' device."""
+        return device_name(self.options.device or ctx.device)
 
     def close(self) -> None:
         """Release what the executor started (processes, a Ray cluster)."""
@@ -214,8 +225,6 @@ def _run_id_or_none(member: Member) -> str | None:
 
 def _pool_init(threads: int) -> None:
     """In each pool process: SIGTERM becomes KeyboardInterrupt (its run is marked interrupted); thread count."""
-    import torch
-
     from . import plugins  # noqa: F401  (every experiment kind registered)
 
     def stop(signum: int, frame: Any) -> None:
@@ -223,7 +232,7 @@ def _pool_init(threads: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     if "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(threads)
+        set_threads(threads=threads)
 
 
 def _pool_execute(kind: str, config: ConfigBase, store_root: str, device: str, save_weights: bool) -> str | None:

@@ -13,10 +13,11 @@ from typing import Any
 from .attributions import TruncationWarning, explain_side_by_side
 from .attributions import explain as explain_one
 from .bench import BENCHES, in_subprocess, peak_rss_mb
-from .cli import add_field_flags, arguments, base_config, command, flags_given
+from .cli import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
 from .commands import run_with_bar
 from .errors import ConfigError
 from .heads_run import HeadsConfig, load_explained
+from .precision import autocast, resolve
 from .store import RunStore
 
 
@@ -56,6 +57,7 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-class", type=int, help="the class to attribute (default: the prediction)")
     parser.add_argument("--steps", type=int, default=50, help="integration steps for the token attributions")
     parser.add_argument("--max-length", type=int, help="cut the text to this many tokens (default: the model's)")
+    add_precision_flag(parser)
 
 
 def describe_explain(result: dict[str, Any]) -> str:
@@ -81,7 +83,7 @@ def explain(args: argparse.Namespace) -> dict[str, Any]:
     loaded.update({n: load_explained(store, n, labels) for n in names if n == "default"})
     options = dict(layer=args.layer, head=args.head, target=args.target_class, n_steps=args.steps,
                    max_length=args.max_length)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, autocast("cpu", resolve(args.precision, "cpu")):
         warnings.simplefilter("always")
         if args.compare:
             both = explain_side_by_side(loaded[args.target], loaded[args.compare], args.text, **options)
@@ -104,14 +106,15 @@ def _bench_heads_worker(model_name: str, dataset: str, batch_size: int, threads:
     from .heads_run import IG_ROWS, example_losses, labelled_batches
     from .tokens import encode
 
-    if threads:
-        torch.set_num_threads(threads)
+    from .precision import set_threads
+
+    set_threads(threads=threads)
     start = time.perf_counter()
     task = load_task(DataConfig(dataset=dataset), seed, need_train=False)
     explained = load_explained(RunStore(), model_name, task.card.num_labels, seed)
     model, tokenizer = explained.model, explained.tokenizer
     enc = encode(task.eval, tokenizer, 128)
-    losses = example_losses(task.card.num_labels)
+    losses = example_losses(task.card.num_labels, resolve("auto", "cpu"))
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     head_importance(model, labelled_batches(model, enc, batch_size, tokenizer), lambda m, b: losses(m, b).mean())

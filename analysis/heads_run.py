@@ -19,11 +19,12 @@ from . import data as data_mod
 from . import models
 from .arch import Arch
 from .attributions import Explained
-from .config import ConfigBase, DataConfig, check
+from .config import PRECISIONS, ConfigBase, DataConfig, check
 from .errors import ConfigError
 from .evaluate import load_run_model
 from .heads import gate_integrated_gradients, head_importance, kept_heads, on_original_heads
 from .jobs import EXPERIMENTS, Experiment, RunContext, RunResult
+from .precision import autocast
 from .store import RunStore
 from .tokens import Encoded, accepts_token_types, encode, iterate
 
@@ -43,6 +44,7 @@ class HeadsConfig(ConfigBase):
     ig_examples: int | None = 256  # IG costs ~ig_steps x Michel per example: a seeded subset of the examples
     ig_steps: int = 8  # Gauss-Legendre steps; 8 kept the mean |convergence delta| ~4e-4 of the attributed total
     batch_size: int = 128  # length-bucketed; larger batches were ~30% cheaper per example on 2 CPU cores
+    precision: str = "auto"  # of the forward and backward passes (analysis/precision.py)
     seed: int = 0  # the subsample of max_examples, and the random classifier head of 'default'
 
     def validate(self) -> None:
@@ -53,6 +55,7 @@ class HeadsConfig(ConfigBase):
         check(self.ig_examples is None or self.ig_examples >= 1, "ig_examples", f"got {self.ig_examples}",
               "use >= 1, or omit it for every example")
         check(self.batch_size >= 1, "batch_size", f"got {self.batch_size}", "use e.g. 32")
+        check(self.precision in PRECISIONS, "precision", f"got {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
 
 
 def load_explained(store: RunStore, target: str, num_labels: int = 2, seed: int = 0) -> Explained:
@@ -140,7 +143,7 @@ class HeadsRun(Experiment):
 
     def run(self, prepared: Prepared, ctx: RunContext) -> RunResult:
         config, model, enc = prepared.config, prepared.explained.model, prepared.enc
-        per_example = example_losses(prepared.num_labels)
+        per_example = example_losses(prepared.num_labels, config.precision)
         steps, ig_steps = -(-len(enc) // config.batch_size), -(-len(prepared.ig_enc) // config.batch_size)
         total = steps + ig_steps
         start = time.perf_counter()
@@ -168,11 +171,13 @@ class HeadsRun(Experiment):
         return RunResult(metrics, summary)
 
 
-def example_losses(num_labels: int) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
-    """Per-example task loss (cross-entropy, or squared error for regression) of a labelled batch."""
+def example_losses(num_labels: int, precision: str = "fp32") -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
+    """Per-example task loss (cross-entropy, or squared error for regression) of a labelled batch, the forward
+    pass in `precision`."""
 
     def losses(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+        with autocast(batch["labels"].device, precision):
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
         if num_labels == 1:
             return (logits.squeeze(-1) - batch["labels"].float()) ** 2
         return nn.functional.cross_entropy(logits, batch["labels"], reduction="none")

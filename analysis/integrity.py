@@ -23,7 +23,7 @@ TERMINAL_RUNS = ("done", "failed", "interrupted")
 def check_store(store: RunStore) -> list[str]:
     """Every problem found, one sentence each naming the run or job; an empty list means healthy."""
     with store._db() as db:
-        rows = [dict(r) for r in db.execute("SELECT run_id, status, heartbeat, pid FROM runs")]
+        rows = [dict(r) for r in db.execute("SELECT run_id, status, heartbeat, pid, host, pid_start FROM runs")]
         jobs = _jobs(db)
         workers = _workers(db)
     problems = _index_vs_folders(store, rows)
@@ -76,8 +76,8 @@ def _index_vs_folders(store: RunStore, rows: list[dict[str, Any]]) -> list[str]:
 def _liveness(rows: list[dict[str, Any]]) -> list[str]:
     """No run is marked running or queued whose process is gone and whose heartbeat stopped."""
     now = time.time()
-    return [f"run {r['run_id']} is marked {r['status']} but its process {r['pid']} is gone and its heartbeat is "
-            f"{now - (r['heartbeat'] or 0):.0f} s old (over {STALE_SECONDS:.0f} s)"
+    return [f"run {r['run_id']} is marked {r['status']} but its process {r['pid']} is gone (heartbeat "
+            f"{now - (r['heartbeat'] or 0):.0f} s old; another machine's runs wait {STALE_SECONDS:.0f} s)"
             for r in rows if r["status"] in ("running", "queued") and _is_dead(r, now)]
 
 

@@ -14,8 +14,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from . import CODE_VERSION, checkpoint, provenance
-from .config import ConfigBase, config_hash
+from . import CODE_VERSION, checkpoint, precision, provenance
+from .config import ConfigBase, config_hash, recorded_precision
 from .registry import Registry
 from .settings import device_name, using_store
 from .errors import StoreError
@@ -56,8 +56,10 @@ class Experiment:
 EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment kind")
 
 
-def run_id(kind: str, config: ConfigBase) -> str:
-    """Derived from the kind, the non-default config values, the data and model content, the code version."""
+def run_id(kind: str, config: ConfigBase, device: str = "auto") -> str:
+    """Derived from the kind, the non-default config values with the precision resolved for `device` (so a bf16
+    run and an fp32 run of one config are two runs), the data and model content, the code version."""
+    config = precision.resolve_config(config, device_name(device))
     return config_hash(kind, config, CODE_VERSION, {"inputs": EXPERIMENTS.get(kind)().fingerprints(config)})
 
 
@@ -135,12 +137,13 @@ def execute(kind: str, config: ConfigBase, store: RunStore | None = None, device
 def _execute(kind: str, config: ConfigBase, store: RunStore, device: str, save_weights: bool,
              progress: ProgressCallback | None, wait_seconds: float | None, need_weights: bool) -> Outcome:
     experiment = EXPERIMENTS.get(kind)()
-    rid = run_id(kind, config)
+    resolved = device_name(device)
+    config = precision.resolve_config(config, resolved)  # the precision this run uses is part of its id and record
+    rid = run_id(kind, config, resolved)
     existing = store.get(rid)
     redo = existing is not None and existing.status == "done" and need_weights and not (existing.path / "model").is_dir()
     if existing is not None and existing.status == "done" and not redo:
         return Outcome(existing, cached=True)
-    resolved = device_name(device)
     prepared = experiment.prepare(config, resolved)
     fields = experiment.describe(config)
     identity = checkpoint_identity(kind, config, rid)
@@ -157,11 +160,13 @@ def _execute(kind: str, config: ConfigBase, store: RunStore, device: str, save_w
     ctx.start_heartbeat()
     try:
         result = experiment.run(prepared, ctx)
+        summary = {**result.summary, "precision": recorded_precision(config.to_dict())}
         record = {"versions": provenance.versions(), "machine": provenance.machine(), "device": resolved,
+                  "precision": summary["precision"],
                   "inputs": experiment.fingerprints(config), **result.record}
         if resume_from is not None:
             record["resumed_from"] = resume_from.describe()
-        store.finish(rid, result.metrics, result.summary, record)
+        store.finish(rid, result.metrics, summary, record)
         checkpoint.discard(folder)  # the run is complete: its model and artefacts are in the store
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -224,8 +229,8 @@ def _check_resumable(record: RunRecord) -> None:
     if record.status in ("running", "queued"):
         age = time.time() - (record.row.get("heartbeat") or 0)
         raise StoreError(f"run {record.run_id} is {record.status} (process {record.row.get('pid')}, last heartbeat "
-                         f"{age:.0f} s ago)", fix=f"wait for it or cancel it; a killed run is marked interrupted "
-                         f"once its heartbeat is {STALE_SECONDS:.0f} s old and its process is gone")
+                         f"{age:.0f} s ago)", fix=f"wait for it or cancel it; a killed run of this machine is marked "
+                         f"interrupted at once, one of another machine once its heartbeat is {STALE_SECONDS:.0f} s old")
 
 
 def _wait_for(store: RunStore, rid: str, seconds: float | None) -> RunRecord:

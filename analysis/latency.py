@@ -1,6 +1,6 @@
 """Measured CPU inference latency of a stored run's model on its dev set, kept as the run's `latency.json`.
 
-Timed the way `python -m analysis bench prune` times its variants (`bench._time_passes`: one warm-up pass, then
+Timed the way `python -m analysis bench prune` times its variants (`bench.time_passes`: one warm-up pass, then
 the median of `repeats` passes over the same batches). Unstructured-sparse runs execute through the sparse path
 (`sparse_exec`: CSR kernels on the pruned Linear layers); structured runs are stored compacted and dense runs
 are dense, so both run as they are. Nothing is estimated: a run without `latency.json` has no latency.
@@ -15,7 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
-from .cli import arguments, command
+from .cli import add_precision_flag, arguments, command
+from .precision import check_precision
 from .errors import ConfigError, PruneScopeError
 from .store import RunStore
 
@@ -25,17 +26,19 @@ KERNELS = ("numba", "mkl", "dense")  # dense: keep the masked zeros in dense Lin
 
 @dataclass(frozen=True)
 class LatencyOptions:
-    """How to time: batch size, timed passes (the median is kept), torch threads (0: torch's default), and the
-    kernel for unstructured-sparse models."""
+    """How to time: batch size, timed passes (the median is kept), torch threads (0: this process's), the
+    kernel for unstructured-sparse models, and the precision of dense layers (the CSR kernels are fp32)."""
 
     batch_size: int = 32
     repeats: int = 3
     threads: int = 0
     kernel: str = "numba"
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {self.kernel!r}", fix=f"use one of: {', '.join(KERNELS)}")
+        check_precision(self.precision)
         if self.batch_size < 1 or self.repeats < 1 or self.threads < 0:
             raise ConfigError("batch size and repeats must be >= 1 and threads >= 0",
                               fix="e.g. --batch-size 32 --repeats 3 --threads 1")
@@ -67,27 +70,29 @@ def measure_latency(store: RunStore, run_id: str, options: LatencyOptions = Late
     """Time the run's model over its dev set on the CPU, store the result as `latency.json` and return it."""
     import torch
 
-    from .bench import _time_passes
+    from .bench import time_passes
+    from .precision import resolve
     from .config import DataConfig
     from .data import load_task
     from .evaluate import load_run_model
     from .tokens import accepts_token_types, encode, iterate
 
     record = store.require(run_id)
-    threads = options.threads or torch.get_num_threads()
-    torch.set_num_threads(threads)
+    if options.threads:
+        torch.set_num_threads(options.threads)
     model, tokenizer, config = load_run_model(store, run_id)
     data_cfg = DataConfig.from_dict(config.get("data", {}))
     data = load_task(data_cfg, seed=int(config.get("seed", 0) or 0), need_train=False)
     enc = encode(data.eval, tokenizer, data_cfg.max_length)
     execution, swapped = _execution(model.cpu(), record, options.kernel)
     batches = [b for _, b in iterate(enc, options.batch_size, tokenizer.pad_token_id or 0, accepts_token_types(model))]
-    seconds = _time_passes(model, batches, options.repeats)
+    precision = "fp32" if swapped else resolve(options.precision, "cpu")  # the CSR kernels take fp32
+    seconds = time_passes(model, batches, options.repeats, precision)
     result = {"run_id": run_id, "latency_ms_per_batch": 1000 * seconds / len(batches),
               "examples_per_second": len(enc) / seconds, "seconds_per_pass": seconds, "examples": len(enc),
               "batches": len(batches), "eval_split": data.eval_split, "execution": execution,
               "sparse_layers": swapped, **asdict(options), "threads": torch.get_num_threads(),
-              "precision": "fp32", "device": "cpu", "torch": torch.__version__, "measured_at": time.time()}
+              "precision": precision, "device": "cpu", "torch": torch.__version__, "measured_at": time.time()}
     store.save_artifact_json(run_id, ARTEFACT, result)
     return result
 
@@ -119,7 +124,7 @@ def _latency_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", help="comma-separated run ids (finished fine-tune or prune runs that kept weights)")
     parser.add_argument("--batch-size", type=int, default=LatencyOptions.batch_size)
     parser.add_argument("--repeats", type=int, default=LatencyOptions.repeats, help="timed passes (median kept)")
-    parser.add_argument("--threads", type=int, default=LatencyOptions.threads, help="torch threads (0: default)")
+    add_precision_flag(parser)
     parser.add_argument("--kernel", default=LatencyOptions.kernel,
                         help="unstructured-sparse runs: numba or mkl (the sparse path), or dense")
 
@@ -136,7 +141,7 @@ def describe_latency(result: dict[str, Any]) -> str:
          describe_latency)
 @arguments(_latency_arguments)
 def latency(args: argparse.Namespace) -> dict[str, Any]:
-    options = LatencyOptions(args.batch_size, args.repeats, args.threads, args.kernel)
+    options = LatencyOptions(args.batch_size, args.repeats, args.threads or 0, args.kernel, args.precision)
     store = RunStore()
     run_ids = [r.strip() for r in args.runs.split(",") if r.strip()]
     measured, failed = {}, {}

@@ -29,6 +29,7 @@ from .executors import Executor, Member, OnDone, error_text, register
 from .jobs import EXPERIMENTS, RunContext, execute, run_id
 from .run_transfer import (Need, has_weights, needs_of, pack_run, restore_stopped, resumable, unpack_done,
                            write_back)
+from .precision import set_threads, usable_cores
 from .settings import PROJECT_ROOT
 from .store import RunStore
 
@@ -54,7 +55,19 @@ def worker_env() -> dict[str, str]:
 
 
 def local_cpus() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
+
+
+def ray_cpus() -> float | None:
+    """The CPUs Ray reserved for the task running here; None outside a Ray task."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        return float(ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0))
+    except Exception:  # noqa: BLE001  (not in a Ray worker)
+        return None
 
 
 @register("ray")
@@ -68,6 +81,13 @@ class RayExecutor(Executor):
         self._ray: Any = None
         self._started = False  # this executor started the cluster (and stops it in close)
         self._task: Any = None
+
+    def precision_device(self, ctx: Any) -> str:
+        """`auto` is resolved for the nodes' device: CUDA when each member reserves a GPU, else as asked."""
+        asked = self.options.device or "auto"
+        if asked == "auto" and self.options.ray_num_gpus > 0:
+            return "cuda"
+        return super().precision_device(ctx)
 
     def connect(self) -> Any:
         """ray.init once: join --ray-address, else start a local cluster sized to this machine."""
@@ -272,6 +292,9 @@ def run_member_task(kind: str, config: ConfigBase, expected_id: str, save_weight
     from . import plugins  # noqa: F401  (every experiment kind registered)
 
     remove_orphaned_scratch()
+    cpus = ray_cpus()
+    if cpus is not None:  # this task's CPUs, not the node's: tasks share a node
+        set_threads(threads=max(1, int(cpus)))
     root = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     try:
         scratch = RunStore(root / "runs")

@@ -56,6 +56,17 @@ def device_name(requested: str = "auto") -> str:
     return requested
 
 
+def max_workers() -> int:
+    """$PRUNESCOPE_WORKERS: how many worker processes may run at once (default 1; 0 only queues)."""
+    from .errors import ConfigError
+
+    raw = os.environ.get("PRUNESCOPE_WORKERS", "1").strip()
+    if not raw.isdigit():
+        raise ConfigError(f"PRUNESCOPE_WORKERS={raw!r} is not a whole number >= 0",
+                          fix="set it to 1 (2 on a bigger machine), or 0 to queue without starting workers")
+    return int(raw)
+
+
 def max_file_bytes() -> int:
     """The largest data file read: $PRUNESCOPE_MAX_FILE_MB megabytes (default 2048), checked before reading."""
     return _positive_int("PRUNESCOPE_MAX_FILE_MB", 2048) * 1_000_000

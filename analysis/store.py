@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import tempfile
 import time
@@ -21,6 +22,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from . import settings
+from .config import recorded_precision
 from .errors import StoreError
 from .paths import check_run_id, child
 
@@ -33,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     method TEXT, dataset TEXT, model TEXT, seed INTEGER, label TEXT,
     created REAL, updated REAL, heartbeat REAL, pid INTEGER,
     progress REAL DEFAULT 0, message TEXT DEFAULT '', duration REAL,
-    metrics TEXT DEFAULT '{}', summary TEXT DEFAULT '{}', config TEXT NOT NULL, error TEXT
+    metrics TEXT DEFAULT '{}', summary TEXT DEFAULT '{}', config TEXT NOT NULL, error TEXT,
+    host TEXT, pid_start TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_kind ON runs(kind);
@@ -42,9 +45,43 @@ LIST_COLUMNS = ("run_id", "kind", "status", "method", "dataset", "model", "seed"
                 "updated", "heartbeat", "progress", "message", "duration", "metrics", "summary", "error")
 
 
+ADDED_COLUMNS = {"host": "TEXT", "pid_start": "TEXT"}  # columns newer than some stores: added when missing
+
+
+def this_host() -> str:
+    """This machine, as a run's row names it: the host name and the boot (a reboot reuses process ids)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        boot = "?"
+    return f"{socket.gethostname()}/{boot}"
+
+
 def _is_dead(row: Any, now: float) -> bool:
-    """The one liveness rule: no heartbeat for STALE_SECONDS and no such process on this machine."""
-    return now - (row["heartbeat"] or 0) >= STALE_SECONDS and not _process_alive(row["pid"])
+    """The one liveness rule. A run of this machine is dead as soon as its process is gone (its id and start time
+    tell it from a reused id); a run of another machine (or a row from before hosts were recorded) when its
+    heartbeat is STALE_SECONDS old. A row this very process owns goes by its heartbeat too."""
+    keys = row.keys() if hasattr(row, "keys") else row
+    host = row["host"] if "host" in keys else None
+    pid = row["pid"]
+    if host == this_host() and pid and pid != os.getpid():
+        from .processes import process_alive
+
+        return not process_alive(pid, row["pid_start"] if "pid_start" in keys else None)
+    stale = now - (row["heartbeat"] or 0) >= STALE_SECONDS
+    return stale and (host not in (None, this_host()) or not _process_alive(pid))
+
+
+def _death_note(row: Any) -> str:
+    if row["host"] == this_host() and row["pid"] != os.getpid():
+        return f"its process {row['pid']} on this machine is gone (killed or crashed)"
+    return "the worker stopped sending heartbeats (killed or crashed)"
+
+
+def _own_start() -> str | None:
+    from .processes import process_token
+
+    return process_token(os.getpid())
 
 
 def _process_alive(pid: int | None) -> bool:
@@ -127,6 +164,10 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     # -- the index --------------------------------------------------------------------------
 
@@ -164,17 +205,19 @@ class RunStore:
         run_dir = self.run_dir(run_id)
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT status, heartbeat, pid FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            row = db.execute("SELECT status, heartbeat, pid, host, pid_start FROM runs WHERE run_id=?",
+                             (run_id,)).fetchone()
             if row is not None and ((row["status"] == "done" and not redo) or (
                     row["status"] in ("running", "queued") and not _is_dead(row, now))):
                 db.execute("COMMIT")
                 return False
             db.execute(
                 "INSERT OR REPLACE INTO runs (run_id, kind, status, method, dataset, model, seed, label, created,"
-                " updated, heartbeat, pid, progress, message, config, error)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,'starting',?,NULL)",
+                " updated, heartbeat, pid, progress, message, config, error, host, pid_start)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,'starting',?,NULL,?,?)",
                 (run_id, kind, "running", fields.get("method"), fields.get("dataset"), fields.get("model"),
-                 fields.get("seed"), fields.get("label"), now, now, now, os.getpid(), json.dumps(config)),
+                 fields.get("seed"), fields.get("label"), now, now, now, os.getpid(), json.dumps(config),
+                 this_host(), _own_start()),
             )
             with _rollback_on_error(db, run_dir):  # the row and its record.json change together or not at all
                 write_json(run_dir / "record.json", {"run_id": run_id, "kind": kind, "status": "running",
@@ -246,13 +289,12 @@ class RunStore:
         return bool(changed)
 
     def mark_stale(self) -> int:
-        """Runs marked running whose heartbeat stopped are marked interrupted. Returns how many."""
+        """Runs marked running whose process is gone (this machine) or whose heartbeat stopped (another machine)
+        are marked interrupted. Returns how many."""
         now = time.time()
         with self._db() as db:
-            rows = db.execute("SELECT run_id, pid, heartbeat FROM runs WHERE status='running' AND heartbeat < ?",
-                              (now - STALE_SECONDS,)).fetchall()
-        message = "the worker stopped sending heartbeats (killed or crashed)"
-        return sum(self.fail(row["run_id"], message, "interrupted", pid=row["pid"])
+            rows = db.execute("SELECT run_id, pid, heartbeat, host, pid_start FROM runs WHERE status='running'").fetchall()
+        return sum(self.fail(row["run_id"], _death_note(row), "interrupted", pid=row["pid"])
                    for row in rows if _is_dead(row, now))
 
     # -- reading ----------------------------------------------------------------------------
@@ -298,7 +340,7 @@ class RunStore:
 
     def list(self, kind: str | None = None, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
         """Index rows, newest first, with JSON columns decoded."""
-        query = f"SELECT {', '.join(LIST_COLUMNS)} FROM runs"
+        query = f"SELECT {', '.join(LIST_COLUMNS)}, config FROM runs"
         clauses, args = [], []
         for column, value in (("kind", kind), ("status", status)):
             if value:
@@ -312,6 +354,8 @@ class RunStore:
         for row in rows:
             row["metrics"] = json.loads(row["metrics"] or "{}")
             row["summary"] = json.loads(row["summary"] or "{}")
+            config = row.pop("config")
+            row["precision"] = row["summary"].get("precision") or recorded_precision(json.loads(config or "{}"))
         return rows
 
     def delete(self, run_id: str) -> None:

@@ -16,7 +16,7 @@ def runs_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             "run_id": r["run_id"], "kind": r["kind"], "status": r["status"], "method": r["method"],
             "dataset": r["dataset"], "model": r["model"], "seed": r["seed"],
             "metric": metric_name, "value": r["metrics"].get(metric_name) if metric_name else None,
-            "train_examples": r["summary"].get("train_examples"),
+            "precision": r.get("precision"), "train_examples": r["summary"].get("train_examples"),
             "duration_s": round(r["duration"], 1) if r["duration"] else None,
             "progress": r["progress"], "created": pd.to_datetime(r["created"], unit="s"),
         })
@@ -35,6 +35,7 @@ def prune_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "sparsity": s.get("requested_sparsity"), "encoder_sparsity": s.get("encoder_sparsity"),
                     "model_sparsity": s.get("model_sparsity"), "encoder_nonzero_params": s.get("encoder_nonzero_params"),
                     "removed_params": s.get("removed_params"), "metric": metric, "value": r["metrics"].get(metric),
+                    "precision": r.get("precision"),
                     "teacher": s.get("teacher")})
     return out
 

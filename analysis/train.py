@@ -1,7 +1,7 @@
 """The one training and evaluation loop, used by every method.
 
 AdamW with linear warmup and decay, gradient clipping, dynamic padding with length-bucketed batches,
-optional bf16 autocast, evaluation each epoch. Methods plug in through `Hook`s:
+autocast in the run's precision (fp16 with a gradient scaler), evaluation each epoch. Methods plug in through `Hook`s:
   - `loss`        adds terms (distillation) to the task loss;
   - `before_step` edits gradients after clipping, before the optimizer (Child-Tuning masks);
   - `after_step`  edits weights after the optimizer (sparsity masks stay zero);
@@ -24,6 +24,7 @@ from torch import nn
 
 from . import metrics as task_metrics
 from .config import TrainConfig
+from .precision import autocast, grad_scaler, prepare_device, resolve
 from .sparse_optim import LazyAdamW, clip_grad_norm_, sparse_parameters
 from .tokens import Encoded, accepts_token_types, batch_order, iterate
 
@@ -140,16 +141,12 @@ def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 @torch.no_grad()
-def predict(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, bf16: bool,
+def predict(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, precision: str,
             device: torch.device) -> np.ndarray:
     """Model outputs (logits, or values for regression) for every example, in the encoded order."""
     was_training = model.training
@@ -157,16 +154,16 @@ def predict(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, bf1
     with_types = accepts_token_types(model)
     out = np.zeros((len(enc), task.num_labels), dtype=np.float32)
     for idx, batch in iterate(enc, batch_size, task.pad_id, with_types, shuffle=False, bucket=True):
-        with autocast(device, bf16):
+        with autocast(device, precision):
             logits = model(**to_device(batch, device)).logits
         out[idx] = logits.float().cpu().numpy()
     model.train(was_training)
     return out
 
 
-def evaluate(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, bf16: bool,
+def evaluate(model: nn.Module, enc: Encoded, task: TaskSpec, batch_size: int, precision: str,
              device: torch.device) -> tuple[dict[str, float], np.ndarray]:
-    outputs = predict(model, enc, task, batch_size, bf16, device)
+    outputs = predict(model, enc, task, batch_size, precision, device)
     assert enc.labels is not None
     return task_metrics.compute(task.metrics, outputs, enc.labels), outputs
 
@@ -214,6 +211,8 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
     With `checkpoint`, the loop's state is saved at epoch boundaries (and every N steps), and a resumed run
     continues from the saved state."""
     assert train.labels is not None
+    cfg = cfg.replace(precision=resolve(cfg.precision, device))  # 'auto' only when called outside `execute`
+    prepare_device(device)
     model.to(device).train()
     with_types = accepts_token_types(model)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
@@ -223,6 +222,7 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
         for group in hook.param_groups(model):
             optimizer.add_param_group(group)
     scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
+    scaler = grad_scaler(device, cfg.precision)
     state = TrainState(model, optimizer, cfg, total)
     labels_all = torch.from_numpy(train.labels)
     best = BestEpoch(cfg.patience) if holdout is not None else None
@@ -249,18 +249,20 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
             batch = to_device(batch, device)
             labels = labels_all[idx].to(device)
             state.batch_indices = idx
-            with autocast(device, cfg.bf16):
+            with autocast(device, cfg.precision):
                 outputs = model(**batch)
                 plain = task_loss(outputs, labels, task)
                 loss = plain
                 for hook in hooks:
                     loss = hook.loss(state, batch, labels, outputs, plain, loss)
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)  # hooks and clipping see true gradients (a no-op unless fp16 on CUDA)
             if cfg.max_grad_norm > 0:
                 clip_grad_norm_(model.parameters(), cfg.max_grad_norm)  # torch's, unless a gradient is sparse
             for hook in hooks:
                 hook.before_step(state)
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             for hook in hooks:
@@ -282,14 +284,14 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
         state.epoch, position = state.epoch + 1, 0
         record: dict[str, float] = {"epoch": state.epoch, "step": state.step}
         if best is not None:
-            held, held_outputs = evaluate(model, holdout, task, cfg.eval_batch_size, cfg.bf16, device)
+            held, held_outputs = evaluate(model, holdout, task, cfg.eval_batch_size, cfg.precision, device)
             assert holdout.labels is not None
             held["loss"] = held_out_loss(held_outputs, holdout.labels, task)
             best.update(held_out_score(held, task, cfg.select_on), state.epoch, model)
             record.update({f"holdout_{k}": v for k, v in held.items()})
         last = state.step >= total or (best is not None and best.stop)
         if cfg.eval_every_epoch or last:
-            metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.bf16, device)
+            metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.precision, device)
             record.update(metrics)
             for hook in hooks:
                 hook.on_epoch_end(state, metrics)
@@ -302,7 +304,7 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
             checkpoint.save(Progress(0, seen, tokens, train_seconds, epoch_metrics))
     if best is not None and best.state is not None and best.best_epoch != state.epoch:
         model.load_state_dict(best.state)
-        metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.bf16, device)
+        metrics, outputs = evaluate(model, evaluation, task, cfg.eval_batch_size, cfg.precision, device)
     for hook in hooks:
         hook.on_train_end(state)
     return FitResult(metrics, epoch_metrics, outputs, train_seconds, seen, state.step, tokens,

@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from . import settings
 from .config import ConfigBase
 from .errors import ConfigError, PruneScopeError, StoreError
 from .jobs import EXPERIMENTS, execute, run_id as run_id_of
@@ -50,13 +51,7 @@ CREATE TABLE IF NOT EXISTS workers (pid INTEGER PRIMARY KEY, token TEXT, started
 """
 
 
-def max_workers() -> int:
-    """$PRUNESCOPE_WORKERS: how many worker processes may run at once (default 1; 0 only queues)."""
-    raw = os.environ.get("PRUNESCOPE_WORKERS", "1").strip()
-    if not raw.isdigit():
-        raise ConfigError(f"PRUNESCOPE_WORKERS={raw!r} is not a whole number >= 0",
-                          fix="set it to 1 (2 on a bigger machine), or 0 to queue without starting workers")
-    return int(raw)
+max_workers = settings.max_workers
 
 
 class JobStopped(KeyboardInterrupt):

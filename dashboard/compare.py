@@ -60,7 +60,9 @@ except Exception as exc:  # runs on different examples, a missing artefact: say 
 
 st.subheader("Metrics")
 st.plotly_chart(figures.metrics_side_by_side(comp.metrics, names), width="stretch")
-st.dataframe(comp.metrics.assign(run=comp.metrics["run"].map(names)), hide_index=True, width="stretch")
+precisions = {row["run_id"]: row.get("precision") or "unknown" for row in by_dataset[dataset]}
+st.dataframe(comp.metrics.assign(precision=comp.metrics["run"].map(precisions), run=comp.metrics["run"].map(names)),
+             hide_index=True, width="stretch")
 
 st.subheader("Paired differences and McNemar's test")
 st.caption(f"Paired bootstrap over the same {len(comp.runs[0].labels)} dev examples ({n_resamples} resamples, "

@@ -11,6 +11,7 @@ from analysis.finetune import Finetune
 from analysis.store import RunStore, write_atomic
 
 R1 = "0123456789abcdef"  # run ids are 16 lowercase hex digits
+DEAD_PID = 4_194_304 + 4_321  # above Linux's pid_max: never a live process
 
 
 def test_round_trip(tmp_path):
@@ -50,6 +51,37 @@ def test_stale_running_run_is_marked_interrupted(tmp_path):
     assert rec.status == "interrupted" and "heartbeat" in rec.error
     # an interrupted run may be claimed again
     assert store.claim(R1, "finetune", {}, {})
+
+
+def test_a_run_whose_process_is_gone_on_this_machine_is_interrupted_at_once(tmp_path):
+    store = RunStore(tmp_path / "s")
+    store.claim(R1, "finetune", {}, {})
+    with store._db() as db:  # as a killed worker leaves it: a fresh heartbeat, a process that no longer exists
+        db.execute("UPDATE runs SET pid=?, pid_start=NULL WHERE run_id=?", (DEAD_PID, R1))
+    assert store.mark_stale() == 1
+    rec = store.require(R1)
+    assert rec.status == "interrupted" and "on this machine is gone" in rec.error
+
+
+def test_a_run_of_another_machine_waits_for_its_heartbeat(tmp_path):
+    store = RunStore(tmp_path / "s")
+    store.claim(R1, "finetune", {}, {})
+    with store._db() as db:  # its pid means nothing here: only the heartbeat tells
+        db.execute("UPDATE runs SET pid=?, host='elsewhere/0' WHERE run_id=?", (DEAD_PID, R1))
+    assert store.mark_stale() == 0 and store.require(R1).status == "running"
+    assert not store.claim(R1, "finetune", {}, {})  # alive elsewhere: not taken over
+    with store._db() as db:
+        db.execute("UPDATE runs SET heartbeat=? WHERE run_id=?", (time.time() - 3600, R1))
+    assert store.mark_stale() == 1
+    assert "heartbeat" in store.require(R1).error
+
+
+def test_a_reused_process_id_is_not_taken_for_the_run(tmp_path):
+    store = RunStore(tmp_path / "s")
+    store.claim(R1, "finetune", {}, {})
+    with store._db() as db:  # pid 1 is alive, but it started at another time than the run's process
+        db.execute("UPDATE runs SET pid=1, pid_start='0' WHERE run_id=?", (R1,))
+    assert store.mark_stale() == 1
 
 
 def test_write_atomic_leaves_no_temp_files(tmp_path):

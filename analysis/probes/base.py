@@ -24,6 +24,7 @@ class ProbeTarget:
     device: torch.device
     cache: dict[str, Any] = field(default_factory=dict)  # embeddings shared by the probes of one call
     task: str | None = None  # the task given for a target that has none of its own (the pre-trained model)
+    precision: str = "fp32"  # resolved: the forward passes' autocast (features, fidelity)
 
     @property
     def teacher(self) -> str | None:

@@ -33,8 +33,8 @@ def reference(target: ProbeTarget, which: str) -> ProbeTarget | None:
     from .run import load_target
 
     if which == "pretrained":
-        return load_target(target.store, "default", target.device)
-    return load_target(target.store, target.teacher, target.device) if target.teacher else None
+        return load_target(target.store, "default", target.device, target.precision)
+    return load_target(target.store, target.teacher, target.device, target.precision) if target.teacher else None
 
 
 @PROBES.register("cka")

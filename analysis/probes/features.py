@@ -15,6 +15,7 @@ import warnings
 from .. import models
 
 from ..distill import Capture
+from ..precision import autocast
 from ..tokens import accepts_token_types, cache_dir, iterate, tokenise
 from .base import ProbeTarget
 
@@ -26,7 +27,7 @@ def text_features(target: ProbeTarget, name: str, texts: list[str], max_length: 
     if limit is not None and max_length > limit:
         warnings.warn(f"probe texts are truncated to {limit} tokens, the longest {target.name} accepts")
         max_length = limit
-    key = hashlib.sha256("|".join([model_key(target), name, str(max_length), str(len(texts)),
+    key = hashlib.sha256("|".join([model_key(target), name, str(max_length), str(len(texts)), target.precision,
                                    hashlib.sha256("\n".join(texts).encode()).hexdigest()]).encode()).hexdigest()[:24]
     if key in target.cache:
         return target.cache[key]
@@ -61,7 +62,7 @@ def _extract(target: ProbeTarget, texts: list[str], max_length: int, batch_size:
         for idx, batch in iterate(enc, batch_size, target.tokenizer.pad_token_id or 0, accepts_token_types(model)):
             capture.clear()
             batch = {k: v.to(target.device) for k, v in batch.items()}
-            with torch.autocast(target.device.type, dtype=torch.bfloat16):
+            with autocast(target.device, target.precision):
                 model(**batch)
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = [((h.float() * mask).sum(1) / mask.sum(1)).cpu().numpy() for h in capture.hidden]

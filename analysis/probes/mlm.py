@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from ..models import default_model_path
+from ..precision import autocast
 from .base import PROBES, Probe, ProbeTarget
 
 
@@ -66,7 +67,8 @@ class MaskedLM(Probe):
                 continue
             masked = ids.clone()
             masked[0, chosen] = tok.mask_token_id
-            logits = model(input_ids=masked.to(target.device)).logits[0, chosen].float().cpu()
+            with autocast(target.device, target.precision):
+                logits = model(input_ids=masked.to(target.device)).logits[0, chosen].float().cpu()
             gold = ids[0, chosen]
             correct += int((logits.argmax(-1) == gold).sum())
             nll += float(torch.nn.functional.cross_entropy(logits, gold, reduction="sum"))

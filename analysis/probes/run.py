@@ -9,11 +9,12 @@ from typing import Any
 import torch
 
 from .. import models
-from ..config import ConfigBase, check
+from ..config import PRECISIONS, ConfigBase, check
 from ..errors import ConfigError
 from ..evaluate import load_run_model
 from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult
 from ..store import RunStore
+from ..precision import resolve
 from .base import PROBES, ProbeTarget
 
 DEFAULT_PROBES = ("fidelity", "cka", "transfer", "layer-probe", "mlm")
@@ -24,8 +25,10 @@ class ProbeConfig(ConfigBase):
     target: str = "default"  # a run id, or 'default' for the original pre-trained model
     probes: tuple[str, ...] = DEFAULT_PROBES
     task: str | None = None  # the task of task-based probes (layer-probe) for a target without one ('default')
+    precision: str = "auto"  # of the forward passes that extract features (analysis/precision.py)
 
     def validate(self) -> None:
+        check(self.precision in PRECISIONS, "precision", f"got {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
         check(len(self.probes) > 0, "probes", "no probe named", f"use some of: {', '.join(DEFAULT_PROBES)}")
         for name in self.probes:
             PROBES.get(name)
@@ -35,20 +38,21 @@ class ProbeConfig(ConfigBase):
             get_card(self.task)
 
 
-def load_target(store: RunStore, name: str, device: torch.device) -> ProbeTarget:
-    return _load(str(store.root), name, str(device))
+def load_target(store: RunStore, name: str, device: torch.device, precision: str = "fp32") -> ProbeTarget:
+    return _load(str(store.root), name, str(device), resolve(precision, device))
 
 
 @lru_cache(maxsize=8)  # the pre-trained model and a teacher are references for many probes
-def _load(root: str, name: str, device: str) -> ProbeTarget:
+def _load(root: str, name: str, device: str, precision: str) -> ProbeTarget:
     store = RunStore(root)
     if name == "default":
         model = models.load_encoder_classifier("default", 2)
-        return ProbeTarget(name, model, models.load_tokenizer("default"), {}, store, torch.device(device))
+        return ProbeTarget(name, model, models.load_tokenizer("default"), {}, store, torch.device(device),
+                           precision=precision)
     if store.get(name) is None:
         raise ConfigError(f"no run {name!r} in the store", fix="list runs with `python -m analysis runs`, or use default")
     model, tokenizer, _ = load_run_model(store, name)
-    return ProbeTarget(name, model, tokenizer, store.record(name), store, torch.device(device))
+    return ProbeTarget(name, model, tokenizer, store.record(name), store, torch.device(device), precision=precision)
 
 
 @EXPERIMENTS.register("probe")
@@ -65,7 +69,7 @@ class ProbeRun(Experiment):
         return {"run": config.target}
 
     def prepare(self, config: ProbeConfig, device: str) -> tuple[ProbeConfig, ProbeTarget]:
-        target = load_target(RunStore(), config.target, torch.device(device))
+        target = load_target(RunStore(), config.target, torch.device(device), config.precision)
         if config.task is None:
             return config, target
         if target.dataset not in (None, config.task):

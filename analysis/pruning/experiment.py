@@ -98,7 +98,7 @@ class Prune(Experiment):
         else:
             pctx.student.to(device)
             metrics, outputs = evaluate(pctx.student, inputs.eval, inputs.task, config.train.eval_batch_size,
-                                        config.train.bf16, device)
+                                        config.train.precision, device)
             summary = {"train_examples": 0, "eval_examples": len(inputs.eval), "metric": inputs.task.metrics[0]}
         method.save_artefacts(pctx, pctx.student)
         report = sparsity_report(pctx.student.cpu(), original["params"], original["encoder"], config.data.max_length)

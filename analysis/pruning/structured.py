@@ -12,7 +12,8 @@ from torch import nn
 from ..config import ConfigBase, check
 from ..compact import record_structure, structure_of
 from ..tokens import accepts_token_types, iterate
-from ..train import autocast, task_loss, to_device
+from ..precision import autocast
+from ..train import task_loss, to_device
 from .base import PruneContext, PruningMethod
 
 
@@ -66,11 +67,11 @@ def importance_batches(ctx: PruneContext, model: nn.Module, batch_size: int = 32
 
 def batch_loss(ctx: PruneContext):
     """Task loss of a labelled batch (what importance differentiates)."""
-    bf16 = ctx.config.train.bf16
+    precision = ctx.config.train.precision
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        with autocast(next(model.parameters()).device, bf16):
+        with autocast(next(model.parameters()).device, precision):
             return task_loss(model(**inputs), batch["labels"], ctx.inputs.task)
 
     return loss
