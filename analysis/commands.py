@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any, Callable
 
-from .cli import add_field_flags, arguments, base_config, command, flags_given
+from .cli import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
 from .config import FinetuneConfig
 from .errors import ConfigError
 from .data import dataset_names, get_card
 from .finetune import FINETUNE_METHODS, option_flags
 from .pruning import PRUNING_METHODS, PruneConfig
 from .executors import add_executor_flags, executor_from_args
+from . import jobs
 from .jobs import EXPERIMENTS, Outcome, execute
 from .store import RunStore
 
@@ -45,9 +47,26 @@ def run_with_bar(kind: str, config: Any, label: str, device: str = "auto", artef
     return outcome, outcome_json(outcome), stored
 
 
-def add_runtime_flags(parser: argparse.ArgumentParser) -> None:
+def add_runtime_flags(parser: argparse.ArgumentParser, weights: bool = True, dry: bool = True) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    parser.add_argument("--no-save-weights", action="store_true", help="do not keep the trained weights")
+    if weights:
+        parser.add_argument("--no-save-weights", action="store_true", help="do not keep the trained weights")
+    if dry:
+        add_dry_run_flag(parser)
+
+
+def add_dry_run_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the resolved config and its run id (and whether the store has it); run nothing")
+
+
+def dry_run(kind: str, config: Any, device: str = "auto") -> dict[str, Any]:
+    """What a launch would run: the canonical config (precision resolved here, options normalised) and its id."""
+    canonical = jobs.canonical(kind, config, device)
+    rid = jobs.run_id(kind, canonical, device)
+    stored = RunStore().get(rid)
+    return {"status": "dry-run", "kind": kind, "run_id": rid, "config": canonical.to_dict(),
+            "stored": stored.status if stored is not None else None}
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
@@ -64,6 +83,9 @@ def split_options(flags: dict[str, Any], option_names: set[str]) -> tuple[dict[s
 
 
 def describe_outcome(result: dict[str, Any]) -> str:
+    if result.get("status") == "dry-run":
+        stored = f"the store has it ({result['stored']})" if result["stored"] else "not in the store"
+        return f"dry run: {result['kind']} run {result['run_id']} ({stored})\n" + json.dumps(result["config"], indent=2)
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.get("metrics", {}).items() if isinstance(v, float))
     source = "from the store" if result.get("cached") else "new run"
     return f"run {result['run_id']}: {result['status']} ({source}) {metrics}\n  {result['path']}"
@@ -78,11 +100,15 @@ def experiment_command(name: str, help: str, config_cls: type, methods: Any) -> 
         add_runtime_flags(parser)
 
     def run(args: argparse.Namespace) -> dict[str, Any]:
-        flags, options = split_options(flags_given(args), set(option_flags(methods)))
-        base = base_config(args)
+        names = set(option_flags(methods)) - set(config_cls.flat_fields())
+        flags, options = split_options(flags_given(args), names)
+        base, base_options = split_options(base_config(args), names)  # a YAML file may give `p: 0.3` flat too
+        options = {**(base.get("options") or {}), **base_options, **options}
         if options:
-            flags["options"] = {**base.get("options", {}), **options}
+            flags["options"] = options
         config = config_cls.from_flat(base, flags)
+        if args.dry_run:
+            return dry_run(name, config, args.device)
         return run_with_bar(name, config, f"{name} {config.data.dataset}", args.device,
                             save_weights=not args.no_save_weights)[1]
 
@@ -116,6 +142,8 @@ def run_study(kind: str, name: str, args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"flag(s) {', '.join('--' + k.replace('_', '-') for k in foreign)} do not apply to the "
                           f"{name} study", fix="see --help")
     config = config_cls.from_flat(base_config(args), given)
+    if args.dry_run:
+        return dry_run(kind, config, args.device)
     with executor_from_args(args) as executor:  # --executor local|ray: where the member runs execute
         outcome, out, out["table"] = run_with_bar(kind, config, name, args.device, "table",
                                                   save_weights=not args.no_save_weights)
@@ -155,7 +183,8 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a run id, or 'default' for the original pre-trained model")
     parser.add_argument("--probes", help="comma-separated (default: all): fidelity,cka,transfer,layer-probe,mlm")
     parser.add_argument("--task", help="the task of the layer probe for 'default' (a run uses its own task)")
-    add_runtime_flags(parser)
+    add_precision_flag(parser)
+    add_runtime_flags(parser, weights=False)
 
 
 @command("probe", "knowledge-loss probes of a stored model (or 'default'), stored as a run", describe_outcome)
@@ -163,9 +192,11 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
 def probe(args: argparse.Namespace) -> dict[str, Any]:
     from .probes.run import ProbeConfig
 
-    raw = {"target": args.target, **({"probes": args.probes} if args.probes else {}),
+    raw = {"target": args.target, "precision": args.precision, **({"probes": args.probes} if args.probes else {}),
            **({"task": args.task} if args.task else {})}
     config = ProbeConfig.from_dict(raw)
+    if args.dry_run:
+        return dry_run("probe", config, args.device)
     _, out, out["probes"] = run_with_bar("probe", config, f"probe {args.target}", args.device, "probes")
     return out
 
@@ -245,7 +276,7 @@ def datasets(args: argparse.Namespace) -> dict[str, Any]:
 
 def _resume_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", help="an interrupted or failed run (see `runs --status interrupted`)")
-    add_runtime_flags(parser)
+    add_runtime_flags(parser, dry=False)
 
 
 @command("resume", "continue an interrupted or failed run from its last checkpoint", describe_outcome)

@@ -401,6 +401,12 @@ def without_defaults(cfg: ConfigBase) -> dict[str, Any]:
     return out
 
 
+def without_default_options(options_cls: type[ConfigBase], raw: Mapping[str, Any] | None, where: str) -> dict[str, Any]:
+    """A method's options validated against its options dataclass, with every default dropped: `--p 0.3` (the
+    default), no `--p`, YAML `p: 0.3` and `p: 3e-1` are all `{}`; YAML `p: 1` and `--p 1` are both `{'p': 1.0}`."""
+    return without_defaults(options_cls.from_dict(raw or {}, where=where))
+
+
 def config_hash(kind: str, cfg: ConfigBase, code_version: str, extra: Mapping[str, Any] | None = None) -> str:
     """A short stable hash of (experiment kind, non-default config values, code version, extra)."""
     payload = {"kind": kind, "config": without_defaults(cfg), "code": code_version, **(extra or {})}

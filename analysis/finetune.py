@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from . import models
-from .config import ConfigBase, DataConfig, FinetuneConfig, FlatField, ModelConfig
+from .config import ConfigBase, DataConfig, FinetuneConfig, FlatField, ModelConfig, without_default_options
 from .data import TaskData, fingerprint as data_fingerprint, load_task
 from .errors import ConfigError
 from .jobs import EXPERIMENTS, Experiment, RunContext, RunResult
@@ -186,6 +186,10 @@ class Finetune(Experiment):
 
     def fingerprints(self, config: FinetuneConfig) -> dict[str, str]:
         return input_fingerprints(config.model, config.data)
+
+    def normalise(self, config: FinetuneConfig) -> FinetuneConfig:
+        options = FINETUNE_METHODS.get(config.method).Options
+        return config.replace(options=without_default_options(options, config.options, f"options of {config.method}"))
 
     def prepare(self, config: FinetuneConfig, device: str) -> tuple[FinetuneConfig, ConfigBase, RunInputs]:
         options = method_options(config.method, config.options)

@@ -14,7 +14,7 @@ from .attributions import TruncationWarning, explain_side_by_side
 from .attributions import explain as explain_one
 from .bench import BENCHES, in_subprocess, peak_rss_mb
 from .cli import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
-from .commands import run_with_bar
+from .commands import add_dry_run_flag, describe_outcome, dry_run, run_with_bar
 from .errors import ConfigError
 from .heads_run import HeadsConfig, load_explained
 from .precision import autocast, resolve
@@ -25,9 +25,12 @@ def _heads_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a run id (a finetune/prune run with weights), or 'default'")
     add_field_flags(parser, {k: v for k, v in HeadsConfig.flat_fields().items() if k != "target"}, "head importance")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    add_dry_run_flag(parser)
 
 
 def describe_heads(result: dict[str, Any]) -> str:
+    if result.get("status") == "dry-run":
+        return describe_outcome(result)
     lines = [f"run {result['run_id']}: {result['status']} ({'from the store' if result['cached'] else 'new run'}), "
              f"{result['importance']['examples']} examples of {result['importance']['dataset']} "
              f"(integrated gradients on {result['importance']['ig_examples']})"]
@@ -44,6 +47,8 @@ def describe_heads(result: dict[str, Any]) -> str:
 @arguments(_heads_arguments)
 def heads(args: argparse.Namespace) -> dict[str, Any]:
     config = HeadsConfig.from_flat(base_config(args), {**flags_given(args), "target": args.target})
+    if args.dry_run:
+        return dry_run("heads", config, args.device)
     _, out, out["importance"] = run_with_bar("heads", config, f"heads {args.target}", args.device, "heads")
     return out
 

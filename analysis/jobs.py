@@ -45,6 +45,11 @@ class Experiment:
         """Content hashes of the data and model a config names; part of the run id."""
         return {}
 
+    def normalise(self, config: Any) -> Any:
+        """The config in its one spelling (e.g. method options validated, defaults dropped), before it is hashed;
+        raises a user error for a value that cannot work."""
+        return config
+
     def prepare(self, config: Any, device: str) -> Any:
         """Load and validate everything the run needs. Raises user errors; writes nothing."""
         raise NotImplementedError
@@ -56,10 +61,18 @@ class Experiment:
 EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment kind")
 
 
-def run_id(kind: str, config: ConfigBase, device: str = "auto") -> str:
-    """Derived from the kind, the non-default config values with the precision resolved for `device` (so a bf16
-    run and an fp32 run of one config are two runs), the data and model content, the code version."""
+def canonical(kind: str, config: ConfigBase, device: str = "auto") -> ConfigBase:
+    """The config as a run records and hashes it: the precision resolved for `device` (so a bf16 run and an fp32
+    run of one config are two runs) and the kind's own normalisation (method options validated, defaults dropped,
+    so two spellings of one config are one run). Idempotent."""
     config = precision.resolve_config(config, device_name(device))
+    return EXPERIMENTS.get(kind)().normalise(config)
+
+
+def run_id(kind: str, config: ConfigBase, device: str = "auto") -> str:
+    """Derived from the kind, the canonical config's non-default values, the data and model content, the code
+    version."""
+    config = canonical(kind, config, device)
     return config_hash(kind, config, CODE_VERSION, {"inputs": EXPERIMENTS.get(kind)().fingerprints(config)})
 
 
@@ -138,7 +151,7 @@ def _execute(kind: str, config: ConfigBase, store: RunStore, device: str, save_w
              progress: ProgressCallback | None, wait_seconds: float | None, need_weights: bool) -> Outcome:
     experiment = EXPERIMENTS.get(kind)()
     resolved = device_name(device)
-    config = precision.resolve_config(config, resolved)  # the precision this run uses is part of its id and record
+    config = canonical(kind, config, resolved)  # what this run records and its id hashes
     rid = run_id(kind, config, resolved)
     existing = store.get(rid)
     redo = existing is not None and existing.status == "done" and need_weights and not (existing.path / "model").is_dir()

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .. import models
-from ..config import FinetuneConfig
+from ..config import FinetuneConfig, without_default_options
 from ..errors import ConfigError
 from ..finetune import describe_run, input_fingerprints, load_inputs, run_summary, save_model
 from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult, execute
@@ -65,6 +65,10 @@ class Prune(Experiment):
 
     def fingerprints(self, config: PruneConfig) -> dict[str, str]:
         return input_fingerprints(config.model, config.data)
+
+    def normalise(self, config: PruneConfig) -> PruneConfig:
+        options = PRUNING_METHODS.get(config.method).Options
+        return config.replace(options=without_default_options(options, config.options, f"options of {config.method}"))
 
     def prepare(self, config: PruneConfig, device: str) -> tuple:
         method = PRUNING_METHODS.get(config.method)()
