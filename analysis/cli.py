@@ -89,9 +89,10 @@ PRECISION_HELP = ("numeric precision: auto (default; bf16 where this device runs
                   "bf16-capable GPUs; fp16 with a gradient scaler on older GPUs; else fp32), fp32, bf16 or fp16")
 
 
-def add_precision_flag(parser: argparse.ArgumentParser) -> None:
+def add_precision_flag(parser: argparse.ArgumentParser, default: str = "auto") -> None:
     """`--precision` for commands without a config (explain, benchmarks)."""
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    parser.add_argument("--precision", choices=PRECISIONS, default=default,
+                        help=PRECISION_HELP + f"; default here: {default}")
 
 
 def flags_given(args: argparse.Namespace) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .config import ConfigBase, FinetuneConfig, without_defaults
 from .demo import DemoConfig
+from .config import PRECISIONS
 from .errors import ConfigError
 from .finetune import FINETUNE_METHODS
 from .jobs import EXPERIMENTS
@@ -61,6 +62,7 @@ def _probe_targets(owner: type, store: RunStore | None) -> list[str]:
 CHOICES: dict[str, Callable[[type, RunStore | None], list[str] | None]] = {
     "method": _methods, "methods": _methods, "arms": lambda o, s: ARMS.names(), "probes": lambda o, s: PROBES.names(),
     "tasks": _datasets, "transfer_to": _datasets, "transfer_from": _datasets, "target": _probe_targets,
+    "precision": lambda o, s: list(PRECISIONS),
 }
 
 

@@ -62,7 +62,7 @@ def _explain_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target-class", type=int, help="the class to attribute (default: the prediction)")
     parser.add_argument("--steps", type=int, default=50, help="integration steps for the token attributions")
     parser.add_argument("--max-length", type=int, help="cut the text to this many tokens (default: the model's)")
-    add_precision_flag(parser)
+    add_precision_flag(parser, default="fp32")  # token attributions (integrated gradients) need fp32's accuracy
 
 
 def describe_explain(result: dict[str, Any]) -> str:
@@ -119,7 +119,7 @@ def _bench_heads_worker(model_name: str, dataset: str, batch_size: int, threads:
     explained = load_explained(RunStore(), model_name, task.card.num_labels, seed)
     model, tokenizer = explained.model, explained.tokenizer
     enc = encode(task.eval, tokenizer, 128)
-    losses = example_losses(task.card.num_labels, resolve("auto", "cpu"))
+    losses = example_losses(task.card.num_labels, HeadsConfig().precision)
     load_seconds = time.perf_counter() - start
     start = time.perf_counter()
     head_importance(model, labelled_batches(model, enc, batch_size, tokenizer), lambda m, b: losses(m, b).mean())

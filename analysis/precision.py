@@ -3,7 +3,7 @@
 `--precision auto|fp32|bf16|fp16` (config key `precision`) is one setting for every experiment kind. `auto`
 decides per device:
   - CPU: bf16 only where it is really fast: the CPU says it has native bf16 (AMX, AVX512-BF16, Arm BF16) and a
-    sub-second matmul probe, run once per machine and cached in the store, confirms bf16 beats fp32 by
+    sub-second matmul probe, run once per machine and cached machine-wide, confirms bf16 beats fp32 by
     `BF16_MIN_SPEEDUP`; otherwise fp32 (on AVX2-only CPUs torch emulates bf16 about 40x slower than fp32);
   - CUDA: bf16 where the GPU supports it, else fp16 with a gradient scaler; TF32 matmuls are allowed;
   - anything else (MPS): fp32.
@@ -110,7 +110,8 @@ def matmul_gflops(dtype: torch.dtype, size: int = 512, seconds: float = 0.1, dev
 
 
 def machine_key() -> str:
-    """What a cached probe verdict is valid for: the CPU model, its ISA as torch sees it, torch, the threads."""
+    """What a cached probe verdict is valid for: the CPU model, its ISA as torch sees it, torch (not the thread
+    count: the verdict is the hardware's, and one machine must make one choice)."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
@@ -119,52 +120,75 @@ def machine_key() -> str:
                 break
     except OSError:
         pass
-    return f"{model}|{cpu_capability()}|torch {torch.__version__}|{torch.get_num_threads()} threads|v{PROBE_VERSION}"
+    return f"{model}|{cpu_capability()}|torch {torch.__version__}|v{PROBE_VERSION}"
 
 
 def _cache_file() -> Path:
-    from .settings import store_root
+    from .settings import cache_home
 
-    return store_root() / "cache" / "precision-probe.json"
+    return cache_home() / "precision-probe.json"
 
 
 _PROBED: dict[str, dict[str, Any]] = {}
 
 
 def cpu_probe(refresh: bool = False) -> dict[str, Any]:
-    """fp32 vs bf16 matmul speed on this CPU (under half a second), measured once per machine and cached in the
-    store (`refresh` measures again; `bench precision` shows it)."""
+    """fp32 vs bf16 matmul speed on this CPU (under half a second), measured once per machine and kept in the
+    machine-wide cache (`settings.cache_home()`), so every process and store on the machine makes one choice.
+    Measuring holds a lock on the cache, so processes starting together wait for one measurement. `refresh`
+    measures again (`bench precision` shows the verdict)."""
     key = machine_key()
     if not refresh and key in _PROBED:
         return _PROBED[key]
     path = _cache_file()
-    if not refresh:
-        try:
-            cached = json.loads(path.read_text()).get(key)
-        except (OSError, ValueError, AttributeError):
-            cached = None
-        if isinstance(cached, dict) and {"fp32_gflops", "bf16_gflops"} <= set(cached):
-            _PROBED[key] = cached
-            return cached
-    fp32 = matmul_gflops(torch.float32, seconds=0.15)
-    bf16 = matmul_gflops(torch.bfloat16, seconds=0.15, autocast=True)
-    result = {"fp32_gflops": fp32, "bf16_gflops": bf16, "bf16_speedup": bf16 / fp32, "measured": time.time()}
+    with _locked(path):
+        cached = None if refresh else _read_cache(path).get(key)
+        if isinstance(cached, dict) and {"fp32_gflops", "bf16_gflops", "bf16_speedup"} <= set(cached):
+            result = cached
+        else:
+            fp32 = matmul_gflops(torch.float32, seconds=0.15)
+            bf16 = matmul_gflops(torch.bfloat16, seconds=0.15, autocast=True)
+            result = {"fp32_gflops": fp32, "bf16_gflops": bf16, "bf16_speedup": bf16 / fp32, "measured": time.time()}
+            _write_cache(path, key, result)
     _PROBED[key] = result
-    _write_cache(path, key, result)
     return result
 
 
-def _write_cache(path: Path, key: str, result: dict[str, Any]) -> None:
-    """Best effort: a read-only store only means the probe runs again in the next process."""
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock beside the cache file (none where the folder cannot be made or locks are missing)."""
     try:
-        old = json.loads(path.read_text()) if path.is_file() else {}
-        if not isinstance(old, dict):
-            old = {}
+        import fcntl
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(path.name + ".lock"), "a")
+    except (ImportError, OSError):
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(path: Path, key: str, result: dict[str, Any]) -> None:
+    """Best effort: a read-only cache folder only means the probe runs again in the next process."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**old, key: result}, indent=1))
+        tmp.write_text(json.dumps({**_read_cache(path), key: result}, indent=1))
         os.replace(tmp, path)
-    except (OSError, ValueError):
+    except OSError:
         pass
 
 

@@ -37,6 +37,16 @@ def using_store(root: Path) -> Iterator[None]:
         _ACTIVE_STORE.reset(token)
 
 
+def cache_home() -> Path:
+    """Machine-wide cache (what holds for every store on this machine, e.g. the precision probe):
+    $PRUNESCOPE_CACHE, else $XDG_CACHE_HOME/prunescope, else ~/.cache/prunescope."""
+    explicit = os.environ.get("PRUNESCOPE_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "prunescope"
+
+
 def cards_dir() -> Path:
     return PROJECT_ROOT / "data"
 

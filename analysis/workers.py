@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 from . import settings
 from .config import ConfigBase
 from .errors import ConfigError, PruneScopeError, StoreError
-from .jobs import EXPERIMENTS, execute, run_id as run_id_of
+from .jobs import EXPERIMENTS, canonical, execute, run_id as run_id_of
 from .paths import allowed_roots, confine_config
 from .processes import poll_children, process_alive, process_token, signal_group, spawn_detached
 from .store import RunStore
@@ -127,6 +127,8 @@ class JobQueue:
         # the worker rebuilds the config from JSON: hash that same config (an int in a float field becomes a float)
         config = type(config).from_dict(config.to_dict())
         confine_config(config, allowed_roots() + [self.store.root])  # before any file it names is opened
+        # queued as the run will record it (precision resolved here, options normalised): the worker runs exactly it
+        config = canonical(kind, config)
         rid = run_id_of(kind, config)  # hashes the data and model: a missing file is reported here
         self.reap()
         existing = self.store.get(rid)

@@ -23,6 +23,8 @@ def private_store(tmp_path, tmp_path_factory, monkeypatch):
     root = tmp_path / "runs"
     monkeypatch.setenv("PRUNESCOPE_STORE", str(root))
     monkeypatch.setenv("PRUNESCOPE_OFFLINE", "1")
+    # the machine-wide cache (the precision probe) of this test session, shared with the processes tests start
+    monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path_factory.getbasetemp() / "machine-cache"))
     # the tiny models and data files live in pytest's temp folders: allow them for queued launches
     monkeypatch.setenv("PRUNESCOPE_ALLOWED_PATHS", str(tmp_path_factory.getbasetemp()))
     return root

@@ -80,7 +80,7 @@ def test_the_fp16_gradient_scaler_is_on_only_for_fp16_on_cuda():
     assert not precision.grad_scaler("cpu", "bf16").is_enabled()
 
 
-def test_the_probe_runs_once_per_machine_and_is_cached_in_the_store(monkeypatch, private_store):
+def test_the_probe_runs_once_per_machine_and_is_cached_machine_wide(monkeypatch, tmp_path):
     calls = []
 
     def fake(dtype, size=512, seconds=0.1, device="cpu", autocast=False, rounds=3):
@@ -89,9 +89,10 @@ def test_the_probe_runs_once_per_machine_and_is_cached_in_the_store(monkeypatch,
 
     monkeypatch.setattr(precision, "matmul_gflops", fake)
     monkeypatch.setattr(precision, "_PROBED", {})
+    monkeypatch.setenv("PRUNESCOPE_CACHE", str(tmp_path / "cache"))
     first = precision.cpu_probe()
     assert first["bf16_speedup"] == pytest.approx(2.5) and len(calls) == 2
-    cached = json.loads((private_store / "cache" / "precision-probe.json").read_text())
+    cached = json.loads((tmp_path / "cache" / "precision-probe.json").read_text())
     assert precision.machine_key() in cached
     monkeypatch.setattr(precision, "_PROBED", {})  # a new process: read from the store, not measured again
     assert precision.cpu_probe()["bf16_speedup"] == pytest.approx(2.5) and len(calls) == 2

@@ -20,6 +20,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis.config import FinetuneConfig
+from analysis.jobs import canonical
 from analysis.processes import process_alive, signal_group
 from analysis.store import RunStore
 from analysis.workers import JobQueue
@@ -219,7 +220,8 @@ def test_soak_eight_concurrent_launches_and_a_dashboard(tiny_models, sentiment_f
     # nothing lost: every request maps to a finished run, the store is consistent, the dashboard never failed
     for i in expected:
         assert store.require(ids[i]).status == "done"
-        assert store.require(ids[i]).config == json.loads(json.dumps(configs[i].to_dict()))
+        # the config as submitted, in its canonical form (precision resolved on this machine, options normalised)
+        assert store.require(ids[i]).config == json.loads(json.dumps(canonical("finetune", configs[i]).to_dict()))
     assert store.check() == []
     assert not dashboard.problems, dashboard.problems
     assert dashboard.renders >= 2 and dashboard.health and all(h == (200, "ok") for h in dashboard.health)
