@@ -315,17 +315,20 @@ class DataConfig(ConfigBase):
 
 
 SELECT_ON = ("metric", "loss", "metric-then-loss")  # what picks the best epoch on a held-out part
+LR_SCHEDULES = ("linear", "constant", "cosine")  # the rate after warm-up (analysis/train.py lr_schedule)
 
 
 @dataclass(frozen=True)
 class TrainConfig(ConfigBase):
-    """The one training loop's settings (AdamW, linear warmup and decay)."""
+    """The one training loop's settings (AdamW, linear warmup, then a linear, constant or cosine rate)."""
 
     epochs: float = 3.0
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    # after warm-up: linear (decay to 0) | constant (held; with warmup_ratio 0 BertAdam's 'none') | cosine (to 0)
+    lr_schedule: str = "linear"
     max_grad_norm: float = 1.0
     # auto | fp32 | bf16 | fp16; auto picks per device (analysis/precision.py) and the run records what it picked
     precision: str = "auto"
@@ -361,6 +364,9 @@ class TrainConfig(ConfigBase):
         check(self.eval_batch_size >= 1, "eval_batch_size", f"got {self.eval_batch_size}", "use e.g. 128")
         check(self.weight_decay >= 0, "weight_decay", f"got {self.weight_decay}", "use a value >= 0")
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"got {self.warmup_ratio}", "use a value in [0, 1)")
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"got {self.lr_schedule!r}",
+              f"use one of {', '.join(LR_SCHEDULES)} (constant with --warmup-ratio 0 is the SparseBERT authors' "
+              "schedule)")
         check(self.max_grad_norm >= 0, "max_grad_norm", f"got {self.max_grad_norm}", "use 0 to turn clipping off")
         check(self.checkpoint_every >= -1, "checkpoint_every", f"got {self.checkpoint_every}",
               "use 0 (epoch boundaries), N > 0 (also every N steps) or -1 (no checkpoints)")
