@@ -243,12 +243,17 @@ def check(condition: bool, where: str, problem: str, fix: str) -> None:
 # The groups every experiment shares
 
 
+# `--model` values that are no pretrained transformer: baselines on the `--tokenizer` model's vocabulary
+BASELINE_MODELS = ("lstm", "embedding-bag")
+
+
 @dataclass(frozen=True)
 class ModelConfig(ConfigBase):
-    """Which model to start from: 'default' (embedded MiniLM), a local HF folder, a hub id, or 'lstm'."""
+    """Which model to start from: 'default' (embedded MiniLM), a local HF folder, a hub id, or a baseline:
+    'lstm' or 'embedding-bag' (the floor: mean-pooled pretrained token embeddings and a linear head)."""
 
     model: str = "default"
-    tokenizer: str = "default"  # the LSTM's vocabulary (and embedding source); transformers use their own
+    tokenizer: str = "default"  # a baseline's vocabulary (and embedding source); transformers use their own
     lstm_layers: int = 1
     lstm_hidden: int = 256
     lstm_bidirectional: bool = True
@@ -257,6 +262,9 @@ class ModelConfig(ConfigBase):
     lstm_dropout: float = 0.1
     lstm_sparse_embeddings: bool = True  # sparse embedding gradients: AdamW updates only the rows a batch used
     lstm_special_tokens: bool = False  # feed the tokenizer's [CLS]/[SEP] (first/last token) to the LSTM too
+    bag_dropout: float = 0.1  # embedding-bag: dropout on the mean embedding, before the head
+    bag_sparse_embeddings: bool = True  # embedding-bag: sparse embedding gradients (lazy AdamW), as the LSTM's
+    bag_freeze_embeddings: bool = False  # embedding-bag: train only the head (a frozen-embedding linear probe)
 
     def validate(self) -> None:
         check(bool(self.model.strip()), "model", "the model name is empty", "pass --model default or a path")
@@ -269,10 +277,20 @@ class ModelConfig(ConfigBase):
             "use 'random' or 'pretrained'",
         )
         check(0 <= self.lstm_dropout < 1, "lstm_dropout", f"got {self.lstm_dropout}", "use a value in [0, 1)")
+        check(0 <= self.bag_dropout < 1, "bag_dropout", f"got {self.bag_dropout}", "use a value in [0, 1)")
 
     @property
     def is_lstm(self) -> bool:
         return self.model == "lstm"
+
+    @property
+    def is_embedding_bag(self) -> bool:
+        return self.model == "embedding-bag"
+
+    @property
+    def is_transformer(self) -> bool:
+        """False for the baselines (`BASELINE_MODELS`), which have no encoder to prune, probe or distil."""
+        return self.model not in BASELINE_MODELS
 
 
 @dataclass(frozen=True)

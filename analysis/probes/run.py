@@ -51,7 +51,7 @@ def _load(root: str, name: str, device: str, precision: str) -> ProbeTarget:
                            precision=precision)
     if store.get(name) is None:
         raise ConfigError(f"no run {name!r} in the store", fix="list runs with `python -m analysis runs`, or use default")
-    model, tokenizer, _ = load_run_model(store, name)
+    model, tokenizer, _ = load_run_model(store, name, encoder_only=True)
     return ProbeTarget(name, model, tokenizer, store.record(name), store, torch.device(device), precision=precision)
 
 
