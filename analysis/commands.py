@@ -183,6 +183,7 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", help="a run id, or 'default' for the original pre-trained model")
     parser.add_argument("--probes", help="comma-separated (default: all): fidelity,cka,transfer,layer-probe,mlm")
     parser.add_argument("--task", help="the task of the layer probe for 'default' (a run uses its own task)")
+    parser.add_argument("--seed", type=int, help="draws the probe sentences (CKA's WikiText-2 sample; default 0)")
     add_precision_flag(parser)
     add_runtime_flags(parser, weights=False)
 
@@ -193,7 +194,7 @@ def probe(args: argparse.Namespace) -> dict[str, Any]:
     from .probes.run import ProbeConfig
 
     raw = {"target": args.target, "precision": args.precision, **({"probes": args.probes} if args.probes else {}),
-           **({"task": args.task} if args.task else {})}
+           **({"task": args.task} if args.task else {}), **({"seed": args.seed} if args.seed is not None else {})}
     config = ProbeConfig.from_dict(raw)
     if args.dry_run:
         return dry_run("probe", config, args.device)

@@ -243,12 +243,17 @@ def check(condition: bool, where: str, problem: str, fix: str) -> None:
 # The groups every experiment shares
 
 
+# `--model` values that are no pretrained transformer: baselines on the `--tokenizer` model's vocabulary
+BASELINE_MODELS = ("lstm", "embedding-bag")
+
+
 @dataclass(frozen=True)
 class ModelConfig(ConfigBase):
-    """Which model to start from: 'default' (embedded MiniLM), a local HF folder, a hub id, or 'lstm'."""
+    """Which model to start from: 'default' (embedded MiniLM), a local HF folder, a hub id, or a baseline:
+    'lstm' or 'embedding-bag' (the floor: mean-pooled pretrained token embeddings and a linear head)."""
 
     model: str = "default"
-    tokenizer: str = "default"  # the LSTM's vocabulary (and embedding source); transformers use their own
+    tokenizer: str = "default"  # a baseline's vocabulary (and embedding source); transformers use their own
     lstm_layers: int = 1
     lstm_hidden: int = 256
     lstm_bidirectional: bool = True
@@ -257,6 +262,9 @@ class ModelConfig(ConfigBase):
     lstm_dropout: float = 0.1
     lstm_sparse_embeddings: bool = True  # sparse embedding gradients: AdamW updates only the rows a batch used
     lstm_special_tokens: bool = False  # feed the tokenizer's [CLS]/[SEP] (first/last token) to the LSTM too
+    bag_dropout: float = 0.1  # embedding-bag: dropout on the mean embedding, before the head
+    bag_sparse_embeddings: bool = True  # embedding-bag: sparse embedding gradients (lazy AdamW), as the LSTM's
+    bag_freeze_embeddings: bool = False  # embedding-bag: train only the head (a frozen-embedding linear probe)
 
     def validate(self) -> None:
         check(bool(self.model.strip()), "model", "the model name is empty", "pass --model default or a path")
@@ -269,10 +277,20 @@ class ModelConfig(ConfigBase):
             "use 'random' or 'pretrained'",
         )
         check(0 <= self.lstm_dropout < 1, "lstm_dropout", f"got {self.lstm_dropout}", "use a value in [0, 1)")
+        check(0 <= self.bag_dropout < 1, "bag_dropout", f"got {self.bag_dropout}", "use a value in [0, 1)")
 
     @property
     def is_lstm(self) -> bool:
         return self.model == "lstm"
+
+    @property
+    def is_embedding_bag(self) -> bool:
+        return self.model == "embedding-bag"
+
+    @property
+    def is_transformer(self) -> bool:
+        """False for the baselines (`BASELINE_MODELS`), which have no encoder to prune, probe or distil."""
+        return self.model not in BASELINE_MODELS
 
 
 @dataclass(frozen=True)
@@ -315,17 +333,20 @@ class DataConfig(ConfigBase):
 
 
 SELECT_ON = ("metric", "loss", "metric-then-loss")  # what picks the best epoch on a held-out part
+LR_SCHEDULES = ("linear", "constant", "cosine")  # the rate after warm-up (analysis/train.py lr_schedule)
 
 
 @dataclass(frozen=True)
 class TrainConfig(ConfigBase):
-    """The one training loop's settings (AdamW, linear warmup and decay)."""
+    """The one training loop's settings (AdamW, linear warmup, then a linear, constant or cosine rate)."""
 
     epochs: float = 3.0
     batch_size: int = 32
     lr: float = 1e-4
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    # after warm-up: linear (decay to 0) | constant (held; with warmup_ratio 0 BertAdam's 'none') | cosine (to 0)
+    lr_schedule: str = "linear"
     max_grad_norm: float = 1.0
     # auto | fp32 | bf16 | fp16; auto picks per device (analysis/precision.py) and the run records what it picked
     precision: str = "auto"
@@ -363,6 +384,9 @@ class TrainConfig(ConfigBase):
         check(self.eval_batch_size >= 1, "eval_batch_size", f"got {self.eval_batch_size}", "use e.g. 128")
         check(self.weight_decay >= 0, "weight_decay", f"got {self.weight_decay}", "use a value >= 0")
         check(0 <= self.warmup_ratio < 1, "warmup_ratio", f"got {self.warmup_ratio}", "use a value in [0, 1)")
+        check(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"got {self.lr_schedule!r}",
+              f"use one of {', '.join(LR_SCHEDULES)} (constant with --warmup-ratio 0 is the SparseBERT authors' "
+              "schedule)")
         check(self.max_grad_norm >= 0, "max_grad_norm", f"got {self.max_grad_norm}", "use 0 to turn clipping off")
         check(self.checkpoint_every >= -1, "checkpoint_every", f"got {self.checkpoint_every}",
               "use 0 (epoch boundaries), N > 0 (also every N steps) or -1 (no checkpoints)")

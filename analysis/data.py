@@ -295,11 +295,17 @@ def subsample(ds: TextDataset, size: int | None, seed: int, what: str = "train_s
     return ds.take(stratified_indices(ds.labels, size, seed, ds.card.task == "classification"))
 
 
+def sample_indices(n: int, size: int, seed: int) -> np.ndarray:
+    """`size` of `n` row indices (all of them when size >= n) drawn under `seed`, in ascending order."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[:size])
+
+
 def stratified_indices(labels: np.ndarray | None, size: int, seed: int, stratify: bool) -> np.ndarray:
+    if labels is None:  # an unlabeled set has no strata and no length here: the caller must say how many rows
+        raise ValueError("stratified_indices needs the labels; use sample_indices(n, size, seed) for unlabeled rows")
+    if not stratify:
+        return sample_indices(len(labels), size, seed)
     rng = np.random.default_rng(seed)
-    n = len(labels) if labels is not None else 0
-    if labels is None or not stratify:
-        return np.sort(rng.permutation(n)[:size])
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts / counts.sum() * size
     take = np.floor(exact).astype(int)

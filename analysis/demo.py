@@ -57,7 +57,7 @@ class DemoConfig(ConfigBase):
               "leave method and options unset")
         check(self.head_examples is None or self.head_examples >= 1, "head_examples", f"got {self.head_examples}",
               "use e.g. 500, or leave it empty for the whole dev set")
-        check(not self.finetune.model.is_lstm, "model", "the demo prunes a transformer", "use --model default")
+        check(self.finetune.model.is_transformer, "model", "the demo prunes a transformer", "use --model default")
 
     def sweep(self) -> PruningSweepConfig:
         """The pruning sweep; its teacher is the demo's fine-tune (same model, data, training, seed)."""

@@ -13,6 +13,7 @@ from torch import nn
 from .arch import Arch
 from .config import ConfigBase, check
 from .errors import ConfigError
+from .heads import kept_heads
 from .train import Hook, TaskSpec, TrainState
 
 
@@ -105,16 +106,59 @@ def soft_cross_entropy(student: torch.Tensor, teacher: torch.Tensor, temperature
     return -(target * torch.log_softmax(student.float() / temperature, dim=-1)).sum(-1).mean()
 
 
+HeadMap = list[list[int]]  # per student layer, the teacher head each of its heads learns from
+
+
+def head_mismatch(student_layer: int, student_heads: int, teacher_layer: int, teacher_heads: int) -> ConfigError:
+    return ConfigError(
+        f"attention distillation matches heads one to one, but student layer {student_layer} has {student_heads} "
+        f"head(s) and teacher layer {teacher_layer} has {teacher_heads}, and the student records no map from its "
+        "heads to the teacher's", where="attention_weight",
+        fix="set --attention-weight 0 (hidden-state and prediction distillation still apply), distil from a teacher "
+            "with the student's heads, or for small-dense pass --map-heads (its kept heads learn from the same "
+            "teacher heads)")
+
+
+def check_heads(student_heads: list[int], teacher_heads: list[int], layer_map: list[int],
+                head_map: HeadMap | None) -> None:
+    """Refuse attention distillation that would not match head for head: a student layer with another head count
+    than its teacher layer and no head map, or a head map of the wrong length or naming a head the teacher lacks."""
+    for i, j in enumerate(layer_map):
+        if head_map is None:
+            if student_heads[i] != teacher_heads[j]:
+                raise head_mismatch(i, student_heads[i], j, teacher_heads[j])
+            continue
+        heads = head_map[i] if i < len(head_map) else []
+        if len(heads) != student_heads[i] or not all(0 <= h < teacher_heads[j] for h in heads):
+            raise ConfigError(f"the head map of student layer {i} is {heads}: it needs one teacher head (of "
+                              f"{teacher_heads[j]} in teacher layer {j}) for each of the layer's {student_heads[i]} "
+                              "heads", where="head_map", fix="map every kept head to the teacher head it came from")
+
+
+def attention_term(s: Capture, t: Capture, pair: torch.Tensor, layer_map: list[int],
+                   head_map: HeadMap | None = None) -> torch.Tensor:
+    """MSE of pre-softmax attention scores, student layer i against teacher layer layer_map[i], head for head (each
+    student head against the teacher head `head_map` names for it, when given); never broadcast."""
+    total = torch.zeros((), device=pair.device)
+    for i, j in enumerate(layer_map):
+        teacher = t.scores[j] if head_map is None else t.scores[j][:, head_map[i]]
+        if s.scores[i].shape[1] != teacher.shape[1]:
+            raise head_mismatch(i, s.scores[i].shape[1], j, t.scores[j].shape[1])
+        total = total + nn.functional.mse_loss(s.scores[i].float() * pair, teacher.float() * pair)
+    return total
+
+
 def distill_terms(s: Capture, t: Capture, s_logits: torch.Tensor, t_logits: torch.Tensor,
                   attention_mask: torch.Tensor, labels: torch.Tensor, task: TaskSpec, temperature: float,
-                  layer_map: list[int]) -> dict[str, torch.Tensor]:
-    """The three loss terms. `layer_map[i]` is the teacher layer matched to student layer i."""
+                  layer_map: list[int], head_map: HeadMap | None = None,
+                  attention: bool = True) -> dict[str, torch.Tensor]:
+    """The three loss terms. `layer_map[i]` is the teacher layer matched to student layer i; `head_map` (optional)
+    the teacher head of each student head. With `attention` False the attention term is not computed (zero)."""
     mask = attention_mask.float()
     pair = (mask[:, None, :, None] * mask[:, None, None, :])
     tokens = mask[:, :, None]  # padded positions are zeroed in both, so the loss ignores batch padding
-    attention = sum(
-        nn.functional.mse_loss(s.scores[i].float() * pair, t.scores[j].float() * pair) for i, j in enumerate(layer_map)
-    )
+    attention_loss = (attention_term(s, t, pair, layer_map, head_map) if attention
+                      else torch.zeros((), device=mask.device))
     hidden_map = [0] + [j + 1 for j in layer_map]  # the embedding output, then each matched layer
     hidden = sum(nn.functional.mse_loss(s.hidden[i].float() * tokens, t.hidden[j].float() * tokens)
                  for i, j in enumerate(hidden_map))
@@ -122,7 +166,7 @@ def distill_terms(s: Capture, t: Capture, s_logits: torch.Tensor, t_logits: torc
         prediction = nn.functional.mse_loss(s_logits.float().squeeze(-1), labels.float())
     else:
         prediction = soft_cross_entropy(s_logits, t_logits, temperature)
-    return {"attention": attention, "hidden": hidden, "prediction": prediction}
+    return {"attention": attention_loss, "hidden": hidden, "prediction": prediction}
 
 
 @dataclass
@@ -196,9 +240,9 @@ class DistillHook(Hook):
     """
 
     def __init__(self, teacher: nn.Module, task: TaskSpec, weights: DistillWeights, layer_map: list[int] | None = None,
-                 cache_key: str | None = None):
+                 cache_key: str | None = None, head_map: HeadMap | None = None):
         self.teacher, self.task, self.weights = teacher, task, weights
-        self.layer_map = layer_map
+        self.layer_map, self.head_map = layer_map, head_map
         self.cache = TeacherCache.for_key(cache_key) if cache_key else None
         self.last_terms: dict[str, float] = {}
 
@@ -211,13 +255,16 @@ class DistillHook(Hook):
         self.teacher_capture = Capture(self.teacher)
         if self.layer_map is None:
             self.layer_map = uniform_layer_map(Arch(state.model).num_layers, Arch(self.teacher).num_layers)
+        if self.weights.attention > 0:
+            check_heads(kept_heads(state.model), kept_heads(self.teacher), self.layer_map, self.head_map)
 
     def loss(self, state: TrainState, batch: dict[str, torch.Tensor], labels: torch.Tensor, outputs: Any,
              task: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
         w = self.weights
         teacher = self.teacher_outputs(state, batch)
         terms = distill_terms(self.student_capture, teacher, outputs.logits, teacher.logits,
-                              batch["attention_mask"], labels, self.task, w.temperature, self.layer_map)
+                              batch["attention_mask"], labels, self.task, w.temperature, self.layer_map,
+                              self.head_map, attention=w.attention > 0)
         self.student_capture.clear()
         self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
         # the task loss is re-weighted (0 in SparseBERT); terms other hooks added to the total are kept

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from . import models
-from .config import DataConfig
+from .config import BASELINE_MODELS, DataConfig
 from .data import load_task
 from .errors import ConfigError
 from .store import RunStore
@@ -16,15 +16,21 @@ from .config import recorded_precision
 from .train import TaskSpec, evaluate
 
 
-def load_run_model(store: RunStore, run_id: str) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
-    """(model, tokenizer, record) of a finished run that kept its weights."""
+def load_run_model(store: RunStore, run_id: str, encoder_only: bool = False) -> tuple[torch.nn.Module, Any, dict[str, Any]]:
+    """(model, tokenizer, record) of a finished run that kept its weights: a transformer, or the embedding bag
+    unless `encoder_only` (probes and head importance read an encoder's layers)."""
     record = store.require(run_id)
     folder = record.path / "model"
     if record.status != "done" or not folder.is_dir():
         raise ConfigError(f"run {run_id} is {record.status} and has {'no' if not folder.is_dir() else ''} weights",
                           fix="pick a finished run that kept its weights")
+    model_name = (record.config.get("model") or {}).get("model")
+    if encoder_only and (model_name in BASELINE_MODELS or models.is_embedding_bag_folder(folder)):
+        raise ConfigError(f"run {run_id} trained the {model_name} baseline, which has no encoder layers",
+                          fix="pick a run of a transformer (a fine-tune or prune of --model default or a checkpoint)")
     num_labels = int(store.record(run_id).get("summary", {}).get("num_labels", 0)) or _labels_of(folder)
-    return models.load_encoder_classifier(str(folder), num_labels), models.load_tokenizer(str(folder)), record.config
+    model, tokenizer = models.load_saved_model(folder, num_labels)
+    return model, tokenizer, record.config
 
 
 def _labels_of(folder: Any) -> int:

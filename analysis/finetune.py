@@ -86,7 +86,7 @@ def weight_change(model: nn.Module, start: dict[str, torch.Tensor]) -> list[dict
     """Relative change per (layer, module type); layer None holds embeddings and the head."""
     from .arch import Arch
 
-    arch = Arch(model) if not isinstance(model, models.LSTMClassifier) else None
+    arch = Arch(model) if not models.is_baseline(model) else None
     groups: dict[tuple[Any, str], list[float]] = {}
     for name, p in model.named_parameters():
         key = arch.locate(name) if arch else (None, name.split(".")[0])
@@ -140,15 +140,18 @@ def describe_run(model_cfg: ModelConfig, data_cfg: DataConfig, method: str, seed
 
 def input_fingerprints(model_cfg: ModelConfig, data_cfg: DataConfig) -> dict[str, str]:
     out = {"data": data_fingerprint(data_cfg), "model": models.fingerprint(model_cfg.model)}
-    if model_cfg.is_lstm:
+    if not model_cfg.is_transformer:
         out["tokenizer"] = models.fingerprint(model_cfg.tokenizer)
     return out
 
 
 def save_model(model: nn.Module, tokenizer: Any, ctx: RunContext) -> None:
-    """Weights as a loadable HF folder (safetensors), or the LSTM's tensors plus its config."""
+    """Weights as a loadable HF folder (safetensors), the embedding bag's tensors and shape (loadable too), or the
+    LSTM's tensors plus its config."""
     folder = ctx.dir / "model"
-    if isinstance(model, models.LSTMClassifier):
+    if isinstance(model, models.EmbeddingBagClassifier):
+        models.save_embedding_bag(model, folder)
+    elif isinstance(model, models.LSTMClassifier):
         from safetensors.torch import save_file
 
         folder.mkdir(parents=True, exist_ok=True)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Callable
 
-from .config import ConfigBase, FinetuneConfig, without_defaults
+from .config import BASELINE_MODELS, LR_SCHEDULES, PRECISIONS, ConfigBase, FinetuneConfig, without_defaults
 from .demo import DemoConfig
-from .config import PRECISIONS
 from .errors import ConfigError
 from .finetune import FINETUNE_METHODS
 from .jobs import EXPERIMENTS
@@ -53,16 +52,18 @@ def _methods(owner: type, store: RunStore | None) -> list[str] | None:
 
 
 def _probe_targets(owner: type, store: RunStore | None) -> list[str]:
-    """'default' and the finished fine-tune and prune runs that kept their weights."""
+    """'default' and the finished fine-tune and prune runs of a transformer that kept their weights (a baseline has
+    no encoder to probe)."""
     rows = store.list(status="done") if store is not None else []
     return ["default"] + [r["run_id"] for r in rows if r["kind"] in ("finetune", "prune")
+                          and r["model"] not in BASELINE_MODELS
                           and (store.run_dir(r["run_id"]) / "model").is_dir()]  # type: ignore[union-attr]
 
 
 CHOICES: dict[str, Callable[[type, RunStore | None], list[str] | None]] = {
     "method": _methods, "methods": _methods, "arms": lambda o, s: ARMS.names(), "probes": lambda o, s: PROBES.names(),
     "tasks": _datasets, "transfer_to": _datasets, "transfer_from": _datasets, "target": _probe_targets,
-    "precision": lambda o, s: list(PRECISIONS),
+    "precision": lambda o, s: list(PRECISIONS), "lr_schedule": lambda o, s: list(LR_SCHEDULES),
 }
 
 

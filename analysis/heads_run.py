@@ -72,7 +72,7 @@ def load_explained(store: RunStore, target: str, num_labels: int = 2, seed: int 
     if record.kind not in ("finetune", "prune"):
         raise ConfigError(f"run {target} is a {record.kind} run, which holds no model",
                           fix="pick a finetune or prune run that kept its weights, or default")
-    model, tokenizer, _ = load_run_model(store, target)
+    model, tokenizer, _ = load_run_model(store, target, encoder_only=True)
     return Explained(target, model.eval(), tokenizer, original_head_ids(store, target, model))
 
 

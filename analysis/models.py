@@ -1,4 +1,5 @@
-"""Loading models: the embedded default, any local HF folder, a hub id when online; and the BiLSTM baseline.
+"""Loading models: the embedded default, any local HF folder, a hub id when online; and the baselines (the BiLSTM,
+the embedding bag).
 
 Safety: weights load from safetensors only (never a pickle) and `trust_remote_code` is never set.
 """
@@ -9,14 +10,16 @@ import hashlib
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
 from . import settings
 from .arch import family_of
-from .config import ModelConfig
+from .config import BASELINE_MODELS, ModelConfig
+from .embedding_bag import (EmbeddingBagClassifier, build_embedding_bag, is_embedding_bag_folder,  # noqa: F401
+                            load_embedding_bag, save_embedding_bag)
 from .errors import ModelError
 from .lstm import ClassifierOutput, LSTMClassifier, build_lstm, project_embeddings  # noqa: F401 (re-exported)
 
@@ -75,12 +78,14 @@ def check_checkpoint_folder(path: Path) -> None:
 
 
 def load_tokenizer(name: str):
+    return _tokenizer_from(resolve(name), name)
+
+
+def _tokenizer_from(path: str, name: str):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(resolve(name), trust_remote_code=False)
-    except ModelError:
-        raise
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except Exception as exc:
         raise ModelError(f"cannot load the tokenizer of {name!r}: {exc}", fix="check the model folder") from None
 
@@ -186,8 +191,8 @@ def max_tokens(model: nn.Module) -> int | None:
 
 def fingerprint(name: str) -> str:
     """A short content hash of a model's config and weight headers, for provenance and run ids."""
-    if name == "lstm":
-        return "lstm"
+    if name in BASELINE_MODELS:
+        return name
     path = Path(resolve(name))
     if not path.is_dir():
         return f"hub:{name}"
@@ -200,11 +205,31 @@ def fingerprint(name: str) -> str:
     return digest.hexdigest()[:16]
 
 
+# the baselines (`BASELINE_MODELS`): --model value -> builder(model config, tokenizer, num_labels)
+BASELINE_BUILDERS: dict[str, Callable[[ModelConfig, object, int], nn.Module]] = {
+    "lstm": build_lstm, "embedding-bag": build_embedding_bag,
+}
+
+
 def build_model(cfg: ModelConfig, num_labels: int) -> tuple[nn.Module, object]:
-    """(model, tokenizer) for a run: a pretrained encoder classifier, or the LSTM on a tokenizer's vocabulary."""
-    tokenizer = load_tokenizer(cfg.tokenizer if cfg.is_lstm else cfg.model)
-    model = build_lstm(cfg, tokenizer, num_labels) if cfg.is_lstm else load_encoder_classifier(cfg.model, num_labels)
-    return model, tokenizer
+    """(model, tokenizer) for a run: a pretrained encoder classifier, or a baseline on a tokenizer's vocabulary."""
+    tokenizer = load_tokenizer(cfg.model if cfg.is_transformer else cfg.tokenizer)
+    if cfg.is_transformer:
+        return load_encoder_classifier(cfg.model, num_labels), tokenizer
+    return BASELINE_BUILDERS[cfg.model](cfg, tokenizer, num_labels), tokenizer
+
+
+def is_baseline(model: nn.Module) -> bool:
+    """Whether a built model is one of the baselines (no encoder: no Arch adapter, no hidden states)."""
+    return isinstance(model, (LSTMClassifier, EmbeddingBagClassifier))
+
+
+def load_saved_model(folder: Path, num_labels: int) -> tuple[nn.Module, object]:
+    """(model, tokenizer) of a stored run's model folder: a saved embedding bag (weights, shape and tokenizer
+    files, no config.json), or a HF classifier (safetensors only)."""
+    if is_embedding_bag_folder(folder):
+        return load_embedding_bag(folder), _tokenizer_from(str(folder), str(folder))
+    return load_encoder_classifier(str(folder), num_labels), load_tokenizer(str(folder))
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from . import settings
+from .config import BASELINE_MODELS
 from .errors import ConfigError, StoreError
 
 RUN_ID = re.compile(r"^[0-9a-f]{16}$")
@@ -88,7 +89,7 @@ def _looks_like_path(key: str, value: str) -> bool:
         return is_user_file(value)
     if key == "masks":
         return value.endswith(".safetensors") or Path(value).expanduser().is_file()
-    if value in ("default", "lstm"):
+    if value == "default" or value in BASELINE_MODELS:
         return False
     return value.startswith((".", "/", "~")) or Path(value).expanduser().exists()  # as models.resolve decides
 

@@ -40,6 +40,19 @@ def prune_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def floor_run(rows: list[dict[str, Any]], dataset: str | None) -> tuple[str, float] | None:
+    """(run id, metric) of the best finished `embedding-bag` fine-tune of `dataset`: the floor of the knowledge
+    window (a classifier on mean-pooled token embeddings, no contextual knowledge). None when there is none."""
+    floors = [(r["metrics"].get(r["summary"].get("metric")), r["run_id"]) for r in rows
+              if r["kind"] == "finetune" and r["status"] == "done" and r["model"] == "embedding-bag"
+              and r["dataset"] == dataset]
+    floors = [(value, run_id) for value, run_id in floors if value is not None]
+    if not floors:
+        return None
+    value, run_id = max(floors)
+    return run_id, value
+
+
 def teacher_metric(rows: list[dict[str, Any]], teacher_ids: set[str]) -> float | None:
     """The mean metric of the dense fine-tuned teachers behind a set of prune runs."""
     values = [r["metrics"].get(r["summary"].get("metric")) for r in rows if r["run_id"] in teacher_ids]

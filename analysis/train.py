@@ -1,6 +1,6 @@
 """The one training and evaluation loop, used by every method.
 
-AdamW with linear warmup and decay, gradient clipping, dynamic padding with length-bucketed batches,
+AdamW with linear warmup then a linear, constant or cosine rate (`lr_schedule`), gradient clipping, dynamic padding with length-bucketed batches,
 autocast in the run's precision (fp16 with a gradient scaler), evaluation each epoch. Methods plug in through `Hook`s:
   - `loss`        adds terms (distillation) to the task loss;
   - `before_step` edits gradients after clipping, before the optimizer (Child-Tuning masks);
@@ -132,11 +132,39 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, fused=cfg.fused_optimizer)
 
 
-def linear_schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+def _warmup_factor(step: int, warmup: int) -> float | None:
+    """The warm-up ramp's factor at `step`, or None once warm-up is over."""
+    return (step + 1) / max(1, warmup) if step < warmup else None
+
+
+def _linear_decay(step: int, warmup: int, total: int) -> float:
+    return max(0.0, (total - step) / max(1, total - warmup))
+
+
+def _constant(step: int, warmup: int, total: int) -> float:
+    return 1.0
+
+
+def _cosine_decay(step: int, warmup: int, total: int) -> float:
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# lr_schedule name -> the factor after warm-up, as a function of (step, warmup steps, total steps)
+LR_SCHEDULES: dict[str, Callable[[int, int, int], float]] = {
+    "linear": _linear_decay, "constant": _constant, "cosine": _cosine_decay,
+}
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, name: str, warmup: int,
+                total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup` steps, then the named schedule: `linear` decays to 0 at `total`, `constant`
+    holds the rate (with no warm-up: BertAdam's schedule 'none'), `cosine` follows half a cosine to 0."""
+    after_warmup = LR_SCHEDULES[name]
+
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
+        ramp = _warmup_factor(step, warmup)
+        return ramp if ramp is not None else after_warmup(step, warmup, total)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -221,7 +249,7 @@ def fit(model: nn.Module, train: Encoded, evaluation: Encoded, task: TaskSpec, c
     for hook in hooks:
         for group in hook.param_groups(model):
             optimizer.add_param_group(group)
-    scheduler = linear_schedule(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = lr_schedule(optimizer, cfg.lr_schedule, int(cfg.warmup_ratio * total), total)
     scaler = grad_scaler(device, cfg.precision)
     state = TrainState(model, optimizer, cfg, total)
     labels_all = torch.from_numpy(train.labels)

@@ -8,7 +8,7 @@ import streamlit as st
 
 from analysis import figures
 from analysis.figures.pruning_named import latency_inputs, run_label, training_inputs
-from analysis.tables import prune_rows, teacher_metric
+from analysis.tables import floor_run, prune_rows, teacher_metric
 from dashboard.common import get_store, runs_or_stop, short_name
 
 MAX_LISTED = 8  # run ids named in the "not measured" caption before it says "and N more"
@@ -25,8 +25,16 @@ dataset = st.selectbox("Dataset", datasets, format_func=lambda d: f"{short_name(
 chosen = [r for r in pruned if r["dataset"] == dataset]
 teachers = {r["teacher"] for r in chosen if r["teacher"]}
 dense = teacher_metric(rows, teachers)
+floor = floor_run(rows, dataset)  # the best embedding-bag fine-tune of this dataset: no contextual knowledge
 
-st.plotly_chart(figures.metric_vs_sparsity(chosen, dense), width="stretch")
+st.plotly_chart(figures.metric_vs_sparsity(chosen, dense, floor[1] if floor else None), width="stretch")
+if floor is None:
+    st.caption(f"No floor yet: fine-tune `--model embedding-bag` on {short_name(dataset)} to draw the knowledge "
+               "window (between that floor and the dense fine-tuned metric).")
+else:
+    st.caption(f"Floor: the best embedding-bag fine-tune of {short_name(dataset)} (run {floor[0]}), mean-pooled "
+               "token embeddings with no encoder; the shaded band up to the dense fine-tuned metric is the knowledge "
+               "window.")
 st.plotly_chart(figures.metric_vs_nonzero(chosen), width="stretch")
 table = pd.DataFrame(chosen).sort_values(["method", "sparsity", "seed"])
 st.dataframe(table.assign(dataset=table["dataset"].map(short_name)), hide_index=True, width="stretch")

@@ -25,6 +25,7 @@ def test_flags_override_the_file():
 @pytest.mark.parametrize("bad, field", [
     ({"lr": -1e-4}, "lr"), ({"epochs": 0}, "epochs"), ({"train_size": 0}, "train_size"),
     ({"batch_size": 0}, "batch_size"), ({"warmup_ratio": 1.5}, "warmup_ratio"), ({"max_length": 2}, "max_length"),
+    ({"lr_schedule": "exponential"}, "lr_schedule"),
 ])
 def test_out_of_range_values_name_the_field(bad, field):
     with pytest.raises(ConfigError) as err:
@@ -50,3 +51,16 @@ def test_hash_ignores_defaults_but_not_changes():
     assert config_hash("finetune", base, "1") != config_hash("finetune", base, "2")
     changed = base.replace(train=TrainConfig(lr=2e-5), data=DataConfig(dataset="rte"))
     assert without_defaults(changed) == {"train": {"lr": 2e-5}, "data": {"dataset": "rte"}}
+
+
+def test_the_sparsebert_authors_config_sets_their_schedule():
+    from pathlib import Path
+
+    from analysis.config import load_yaml
+    from analysis.pruning.base import PruneConfig
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "sparsebert-authors.yaml"
+    cfg = PruneConfig.from_flat(load_yaml(path), {"dataset": "mrpc", "sparsity": 0.95})
+    assert (cfg.train.lr, cfg.train.lr_schedule, cfg.train.warmup_ratio) == (3e-5, "constant", 0.0)
+    assert (cfg.train.epochs, cfg.train.batch_size, cfg.data.max_length) == (12, 32, 128)
+    assert cfg.method == "sparsebert" and cfg.sparsity == 0.95

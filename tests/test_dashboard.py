@@ -57,9 +57,33 @@ def test_sparsity_and_accuracy_pages_on_a_real_sweep(tiny_models, sentiment_file
     names = {t.get("name") for t in first["data"] if t.get("mode") == "lines+markers"}
     assert names == {"sparsebert", "random"}
     assert len(at.dataframe[0].value) == 4
+    assert [s["type"] for s in first["layout"]["shapes"]] == ["line"]  # no floor run yet: the dense line alone
+    assert any("No floor yet" in c.value and "embedding-bag" in c.value for c in at.caption)
 
     at = page("sparsity").run()
     assert not at.exception
     heatmap = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert [t["type"] for t in heatmap["data"]] == ["heatmap", "heatmap"]
     assert all(t["zmin"] == 0 and t["zmax"] == 1 for t in heatmap["data"])
+
+
+def test_accuracy_page_shades_the_knowledge_window_once_a_floor_run_exists(tiny_models, sentiment_files):
+    import json
+
+    from analysis.pruning import PruneConfig
+
+    train, evaluation = sentiment_files
+    common = {"dataset": str(train), "eval_file": str(evaluation), "batch_size": 8}
+    # a teacher that learns the tiny task, and a floor that cannot (frozen embeddings, one slow epoch)
+    jobs.execute("prune", PruneConfig.from_flat({}, {**common, "model": str(tiny_models["bert"]), "method": "magnitude",
+                                                     "sparsity": 0.5, "epochs": 15, "lr": 1e-3}), save_weights=False)
+    floor = jobs.execute("finetune", FinetuneConfig.from_flat({}, {
+        **common, "model": "embedding-bag", "tokenizer": str(tiny_models["bert"]), "epochs": 1, "lr": 1e-4,
+        "bag_freeze_embeddings": True}), save_weights=False).record
+    at = page("accuracy").run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sorted(s["type"] for s in spec["layout"]["shapes"]) == ["line", "line", "rect"]
+    notes = [a["text"] for a in spec["layout"]["annotations"]]
+    assert any(n.startswith("knowledge window") for n in notes) and any(n.startswith("floor: embedding bag") for n in notes)
+    assert any(floor.run_id in c.value and "knowledge window" in c.value for c in at.caption)

@@ -142,3 +142,18 @@ def test_runs_page_deletes_and_reruns_after_confirmation(tiny_models, sentiment_
     at.button(key="runs:yes").click().run()
     assert not at.exception and store.get(done.run_id) is None and not (store.root / done.run_id).exists()
     assert "store is empty" in at.info[0].value
+
+
+def test_the_lr_schedule_is_a_choice_and_baselines_are_no_probe_targets(tiny_models, sentiment_files):
+    fields = {f.name: f for f in forms.form_fields("finetune", RunStore())}
+    schedule = fields["lr_schedule"]
+    assert (schedule.widget, schedule.default, schedule.choices) == ("select", "linear", ("linear", "constant", "cosine"))
+    from analysis import jobs
+    from analysis.config import FinetuneConfig
+
+    train, evaluation = sentiment_files
+    bag = jobs.execute("finetune", FinetuneConfig.from_flat({}, {
+        "model": "embedding-bag", "tokenizer": str(tiny_models["bert"]), "dataset": str(train),
+        "eval_file": str(evaluation), "epochs": 1})).record  # kept its weights, but has no encoder
+    targets = {f.name: f for f in forms.form_fields("probe", RunStore())}["target"].choices
+    assert (bag.path / "model").is_dir() and bag.run_id not in targets and "default" in targets

@@ -290,3 +290,34 @@ def test_a_missing_browser_is_a_clear_error(monkeypatch):
 def test_provenance_without_a_store_lists_the_runs():
     prov = make_provenance(None, ["abc"], "f", {"x": 1})
     assert prov["runs"] == [{"run_id": "abc"}] and prov["arguments"] == {"x": 1}
+
+
+def test_the_exported_accuracy_figure_draws_the_knowledge_window_from_a_floor_run(tmp_path, tiny_models,
+                                                                                  sentiment_files):
+    """A pruning run and an embedding-bag fine-tune of the same data: the named figure finds the floor in the store,
+    draws it with the dense line and the band, names the floor run in its provenance, and exports with the text."""
+    from analysis.config import FinetuneConfig
+    from analysis.pruning import PruneConfig
+
+    train, evaluation = sentiment_files
+    common = {"tokenizer": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation),
+              "batch_size": 8}
+    store = RunStore(tmp_path / "runs")
+    # a teacher that learns the task, and a floor that cannot (frozen embeddings, one slow epoch): a wide window
+    pruned = jobs.execute("prune", PruneConfig.from_flat({}, {**common, "model": str(tiny_models["bert"]),
+                                                              "method": "magnitude", "sparsity": 0.5, "epochs": 15,
+                                                              "lr": 1e-3}), store, save_weights=False).record
+    floor = jobs.execute("finetune", FinetuneConfig.from_flat({}, {**common, "model": "embedding-bag", "epochs": 1,
+                                                                   "lr": 1e-4, "bag_freeze_embeddings": True}),
+                         store, save_weights=False).record
+    built = registry.build_figure(store, "metric-vs-sparsity", [pruned.run_id])
+    assert built.arguments["floor_run"] == floor.run_id and built.arguments["floor"] == floor.metrics["accuracy"]
+    assert built.arguments["dense"] > built.arguments["floor"] and floor.run_id in built.run_ids
+    assert "rect" in [s.type for s in built.figure.layout.shapes]
+    files = named_figure_files(store, "metric-vs-sparsity", [pruned.run_id], ExportOptions(formats=("svg", "pdf")))
+    svg = ET.fromstring(files["metric-vs-sparsity.svg"])
+    texts = " ".join("".join(t.itertext()) for t in svg.iter("{http://www.w3.org/2000/svg}text"))
+    assert "floor: embedding bag" in texts and "dense fine-tuned" in texts and "knowledge window" in texts
+    assert files["metric-vs-sparsity.pdf"].startswith(b"%PDF-")
+    prov = json.loads(files["metric-vs-sparsity.provenance.json"])
+    assert prov["arguments"]["floor_run"] == floor.run_id and floor.run_id in prov["run_ids"]

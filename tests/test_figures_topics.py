@@ -234,6 +234,61 @@ def test_a_single_x_value_gets_a_padded_axis_around_it():
     assert list(curves.layout.xaxis2.range) == [0.5, 1.5] and list(curves.layout.xaxis2.tickvals) == [1]
 
 
+def _reference_shapes(fig):
+    """(kind, y0, y1, dash) of every shape, sorted: the reference lines and the knowledge window's band."""
+    return sorted((s.type, round(s.y0, 6), round(s.y1, 6), s.line.dash) for s in fig.layout.shapes)
+
+
+def test_the_knowledge_window_is_shaded_between_the_floor_and_the_dense_line():
+    rows = pruned_rows()  # values 0.81 to 0.85
+    fig = figures.metric_vs_sparsity(rows, dense=0.88, floor=0.70)
+    assert _reference_shapes(fig) == [("line", 0.7, 0.7, "dot"), ("line", 0.88, 0.88, "dash"),
+                                      ("rect", 0.7, 0.88, None)]
+    notes = {a.text: a for a in fig.layout.annotations}
+    assert set(notes) == {"dense fine-tuned (0.880)", "floor: embedding bag (0.700)", "knowledge window (0.180)"}
+    low, high = fig.layout.yaxis.range
+    span = high - low
+    # each line's label sits on its outer side, with room inside the plot (clear of the x axis and the legend)
+    assert notes["dense fine-tuned (0.880)"].yanchor == "bottom" and high - 0.88 >= 0.1 * span
+    assert notes["floor: embedding bag (0.700)"].yanchor == "top" and 0.70 - low >= 0.1 * span
+    window = notes["knowledge window (0.180)"]
+    assert window.xref == "x domain" and 0 < window.x < 0.5 and window.xanchor == "left"  # inside, off the y axis
+    assert 0.70 < window.y < 0.88 and not window.showarrow
+    assert all(low < v < high for v in [r["value"] for r in rows] + [0.70, 0.88])
+    from analysis.figures.style import parse_colour
+
+    band = next(s for s in to_greyscale(fig).layout.shapes if s.type == "rect")
+    red, green, blue, alpha = parse_colour(band.fillcolor)
+    assert red == green == blue and 0 < alpha < 1  # grey in print, still see-through
+
+
+def test_without_a_floor_the_figure_keeps_only_the_dense_line():
+    fig = figures.metric_vs_sparsity(pruned_rows(), dense=0.88)
+    assert _reference_shapes(fig) == [("line", 0.88, 0.88, "dash")]
+    assert [a.text for a in fig.layout.annotations] == ["dense fine-tuned (0.880)"]
+    assert fig.layout.yaxis.range is None  # plotly's own range, as before the floor existed
+    above = figures.metric_vs_sparsity(pruned_rows(), dense=0.80, floor=0.83)  # no window to shade
+    assert [s.type for s in above.layout.shapes] == ["line", "line"]
+    assert not any("knowledge window" in a.text for a in above.layout.annotations)
+    alone = figures.metric_vs_sparsity(pruned_rows(), floor=0.70)  # no dense teacher found: the floor line only
+    assert _reference_shapes(alone) == [("line", 0.7, 0.7, "dot")]
+
+
+def test_the_floor_is_the_best_finished_embedding_bag_run_of_the_dataset():
+    from analysis.tables import floor_run
+
+    def run(run_id, value, model="embedding-bag", dataset="sst2", kind="finetune", status="done"):
+        return {"run_id": run_id, "kind": kind, "status": status, "model": model, "dataset": dataset,
+                "metrics": {"accuracy": value}, "summary": {"metric": "accuracy"}}
+
+    rows = [run("low", 0.74), run("best", 0.77), run("other-task", 0.9, dataset="imdb"),
+            run("failed", 0.95, status="failed"), run("lstm", 0.8, model="lstm"), run("dense", 0.86, model="default"),
+            run("pruned", 0.8, kind="prune")]
+    assert floor_run(rows, "sst2") == ("best", 0.77)
+    assert floor_run(rows, "imdb") == ("other-task", 0.9)
+    assert floor_run(rows, "cola") is None
+
+
 def test_lines_never_use_the_okabe_ito_yellow_and_greyscale_tells_them_apart():
     yellow = "#F0E442"
     assert yellow not in LINE_COLOURS and set(LINE_COLOURS) < set(figures.OKABE_ITO)

@@ -84,6 +84,36 @@ def test_probe_run_on_a_fine_tuned_tiny_model(tiny_models, sentiment_files):
         jobs.execute("probe", ProbeConfig(target=rec.run_id, probes=("cka",), task="sst2"))
 
 
+def test_the_cka_sentences_are_drawn_under_the_probe_runs_seed():
+    from analysis.probes.cka import PROBE_SENTENCES, probe_texts
+
+    corpus = load_split(DataConfig(dataset="wikitext2"), "train").texts[0]
+    first, again, other = probe_texts(0), probe_texts(0), probe_texts(1)
+    assert first == again and len(first) == len(other) == PROBE_SENTENCES
+    assert set(first) != set(other) and len(set(first) & set(other)) < PROBE_SENTENCES // 2
+    assert first != corpus[:PROBE_SENTENCES]  # not the corpus' first lines, whatever the seed
+
+
+def test_a_probe_runs_seed_reaches_its_cka_sentences(monkeypatch):
+    from analysis.probes import cka
+    from analysis.probes.run import ProbeConfig
+
+    monkeypatch.setattr(cka, "PROBE_SENTENCES", 16)
+    drawn = []  # the sentences each feature extraction was given (features faked: no forward passes)
+    monkeypatch.setattr(cka, "text_features", lambda target, name, texts: drawn.append(texts) or
+                        np.random.default_rng(len(drawn)).normal(size=(3, len(texts), 8)))
+    results = {}
+    for seed in (0, 3):
+        config = ProbeConfig(target="default", probes=("cka",), seed=seed)
+        assert (jobs.run_id("probe", config) == jobs.run_id("probe", ProbeConfig(target="default", probes=("cka",)))) \
+            == (seed == 0)  # the default seed keeps the ids of probe runs made before it existed
+        record = jobs.execute("probe", config).record
+        results[seed] = RunStore().load_artifact_json(record.run_id, "probes")["cka"]
+    assert [r["seed"] for r in results.values()] == [0, 3]
+    assert drawn[0] == drawn[1] and drawn[2] == drawn[3]  # the model and its reference read the same sentences
+    assert drawn[0] == cka.probe_texts(0) and drawn[2] == cka.probe_texts(3) and drawn[0] != drawn[2]
+
+
 def test_probe_of_a_missing_run_is_a_clear_error():
     from analysis.probes.run import ProbeConfig
 

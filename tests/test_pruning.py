@@ -261,3 +261,68 @@ def test_given_masks_are_retrained_and_bad_mask_files_refused_before_anything_is
         jobs.execute("prune", prune_config(tiny_models, sentiment_files, "movement", 0.7,
                                            options={"masks": first.run_id}))
     assert len(store.list()) == before  # nothing written
+
+
+def _head_pruned_pair(tiny_models, sentiment_files, keep):
+    """(inputs, teacher with 4 heads a layer, student with only the heads `keep` of each layer, copied from it)."""
+    from analysis.finetune import load_inputs
+
+    cfg = prune_config(tiny_models, sentiment_files, "sparsebert", 0.5)
+    inputs = load_inputs(cfg.model, cfg.data, 0)
+    teacher = copy.deepcopy(inputs.model)
+    remove_heads_(inputs.model, {layer: list(keep) for layer in range(Arch(teacher).num_layers)})
+    return cfg, inputs, teacher
+
+
+def test_attention_distillation_refuses_a_student_with_fewer_heads_unless_its_heads_are_mapped(
+        tiny_models, sentiment_files, recwarn):
+    from analysis.distill import Capture, DistillHook, DistillWeights, attention_term
+    from analysis.tokens import collate
+    from analysis.train import TrainState
+
+    cfg, inputs, teacher = _head_pruned_pair(tiny_models, sentiment_files, keep=(1, 2))
+    state = TrainState(inputs.model, None, cfg.train, 1)
+    with pytest.raises(ConfigError, match=r"student layer 0 has 2 head\(s\) and teacher layer 0 has 4.*"
+                                          r"--attention-weight 0.*--map-heads"):
+        DistillHook(teacher, inputs.task, DistillWeights()).on_train_begin(state)
+    for bad in ([[1], [1, 2]], [[1, 2], [1, 7]]):  # too few heads; a head the teacher lacks
+        with pytest.raises(ConfigError, match="head map of student layer"):
+            DistillHook(teacher, inputs.task, DistillWeights(), head_map=bad).on_train_begin(state)
+
+    batch = collate(inputs.train, np.arange(8), 0, True)
+    mapped = DistillHook(teacher, inputs.task, DistillWeights(), head_map=[[1, 2], [1, 2]])
+    mapped.on_train_begin(state)
+    inputs.model.train()
+    total = mapped.loss(state, batch, torch.from_numpy(inputs.train.labels[:8]), inputs.model(**batch),
+                        torch.zeros(()), torch.zeros(()))
+    assert torch.isfinite(total) and mapped.last_terms["attention"] > 0
+    mapped.on_train_end(state)
+    # layer 0 reads the same embeddings in both, so its kept heads score exactly as the teacher heads they came from
+    student, reference = Capture(inputs.model), Capture(teacher)
+    with torch.no_grad():
+        inputs.model.eval()(**batch), teacher.eval()(**batch)
+    pair = batch["attention_mask"].float()[:, None, :, None] * batch["attention_mask"].float()[:, None, None, :]
+    assert attention_term(student, reference, pair, [0], [[1, 2]]) < 1e-10
+    assert attention_term(student, reference, pair, [0], [[2, 3]]) > 1e-4  # the wrong heads do not match
+    student.remove(), reference.remove()
+
+    unweighted = DistillHook(teacher, inputs.task, DistillWeights(attention=0.0))  # no attention loss: allowed
+    unweighted.on_train_begin(state)
+    inputs.model.train()
+    unweighted.loss(state, batch, torch.from_numpy(inputs.train.labels[:8]), inputs.model(**batch),
+                    torch.zeros(()), torch.zeros(()))
+    assert unweighted.last_terms["attention"] == 0.0 and unweighted.last_terms["hidden"] > 0
+    unweighted.on_train_end(state)
+    assert not [w for w in recwarn if "target size" in str(w.message)]  # nothing was broadcast
+
+
+def test_small_dense_with_fewer_heads_distils_attention_only_through_its_head_map(tiny_models, sentiment_files,
+                                                                                  recwarn):
+    used = {}
+    for map_heads in (False, True):
+        cfg = prune_config(tiny_models, sentiment_files, "small-dense", 0.9, options={"map_heads": map_heads})
+        record = jobs.execute("prune", cfg, save_weights=False).record
+        structure = RunStore().load_artifact_json(record.run_id, "structure")
+        used[map_heads] = (structure["heads_per_layer"], structure["attention_loss_used"])
+    assert used == {False: (1, False), True: (1, True)}  # one head of four kept (tiny model at 0.9)
+    assert not [w for w in recwarn if "target size" in str(w.message)]

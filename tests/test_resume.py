@@ -147,6 +147,7 @@ def test_epoch_checkpoints_are_at_most_one_a_minute(tiny_models, sentiment_files
     ("finetune", "child-d", {"options": {"p": 0.5}}, 2),
     ("finetune", "vanilla", {"train": {"holdout_fraction": 0.25, "patience": 1, "epochs": 4}}, 3),
     ("finetune", "vanilla", {"model": "lstm", "train": {"fused_optimizer": True, "lr": 2e-3}}, 7),
+    ("finetune", "vanilla", {"train": {"lr_schedule": "cosine"}}, 8),
     ("prune", "gradual-magnitude", {"sparsity": 0.5, "options": {"update_every": 2}}, 4),
     ("prune", "movement", {"sparsity": 0.5, "options": {"update_every": 2}}, 5),
 ])

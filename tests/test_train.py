@@ -121,3 +121,62 @@ def test_a_checkpoint_written_before_select_on_resumes_its_best_score():
     assert best.best == [0.8] and best.best_epoch == 2 and best.bad_epochs == 1
     _load_best(best, {"best": [0.8, -0.4], "best_epoch": 3, "bad_epochs": 0, "state": None})
     assert best.best == [0.8, -0.4]
+
+
+def _lr_sequence(model, schedule: str, warmup: int, total: int, lr: float = 1e-3) -> list[float]:
+    """The learning rate each of `total` optimizer steps uses under `schedule`."""
+    from analysis.config import TrainConfig
+    from analysis.train import lr_schedule, make_optimizer
+
+    optimizer = make_optimizer(model, TrainConfig(lr=lr))
+    scheduler = lr_schedule(optimizer, schedule, warmup, total)
+    rates = []
+    for _ in range(total):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+def test_lr_schedules_warm_up_then_hold_or_decay(tiny_models):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(tiny_models["bert"])
+    lr, warmup, total = 1e-3, 4, 20
+    linear = _lr_sequence(model, "linear", warmup, total, lr)
+    expected = [lr * (s + 1) / warmup if s < warmup else lr * (total - s) / (total - warmup) for s in range(total)]
+    assert np.allclose(linear, expected)  # today's schedule, unchanged
+    constant = _lr_sequence(model, "constant", warmup, total, lr)
+    assert np.allclose(constant[:warmup], expected[:warmup]) and np.allclose(constant[warmup:], lr)
+    assert np.allclose(_lr_sequence(model, "constant", 0, total, lr), lr)  # BertAdam's schedule 'none'
+    cosine = _lr_sequence(model, "cosine", warmup, total, lr)
+    assert np.allclose(cosine[:warmup], expected[:warmup]) and cosine[warmup] == lr
+    assert all(a > b for a, b in zip(cosine[warmup:], cosine[warmup + 1:]))
+    assert np.isclose(cosine[warmup + (total - warmup) // 2], lr / 2)
+    assert cosine[-1] < 0.02 * lr  # and 0 after the last step (below)
+
+
+def test_lr_schedule_is_a_validated_setting_used_by_the_loop(tiny_models, sentiment_files):
+    import pytest
+
+    from analysis import jobs
+    from analysis.config import LR_SCHEDULES, FinetuneConfig, TrainConfig
+    from analysis.errors import ConfigError
+    from analysis.store import RunStore
+    from analysis.train import LR_SCHEDULES as IMPLEMENTED
+
+    assert set(LR_SCHEDULES) == set(IMPLEMENTED)
+    with pytest.raises(ConfigError, match="lr_schedule.*'step'.*constant"):
+        TrainConfig(lr_schedule="step")
+    train, evaluation = sentiment_files
+    base = {"model": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation), "epochs": 2,
+            "batch_size": 8, "lr": 1e-3}  # 48 rows: 12 steps, the lr logged at steps 10 and 12
+    assert jobs.run_id("finetune", FinetuneConfig.from_flat({}, base)) == jobs.run_id(
+        "finetune", FinetuneConfig.from_flat({}, {**base, "lr_schedule": "linear"}))  # the default keeps old ids
+    logged = {}
+    for schedule in ("constant", "cosine"):
+        cfg = FinetuneConfig.from_flat({}, {**base, "lr_schedule": schedule, "warmup_ratio": 0})
+        rid = jobs.execute("finetune", cfg, save_weights=False).record.run_id
+        logged[schedule] = [row["lr"] for row in RunStore().read_metrics(rid) if "lr" in row]
+    assert len(logged["constant"]) == 2 and np.allclose(logged["constant"], 1e-3)
+    assert 0 < logged["cosine"][0] < 1e-3 and logged["cosine"][-1] == 0.0

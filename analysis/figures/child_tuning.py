@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..config import BASELINE_MODELS
 from .base import distinct_labels, layout, log_y_axis, series_colour, side_legend
 from .registry import FigureResult, register_figure
 
@@ -285,7 +286,7 @@ def finetune_rows(store: Any, run_ids: Sequence[str]) -> list[dict[str, Any]]:
     for run_id in run_ids:
         rec = store.require(run_id)
         if (rec.kind == "finetune" and rec.status == "done" and rec.row.get("method") in METHOD_ORDER
-                and rec.row.get("model") != "lstm"):
+                and rec.row.get("model") not in BASELINE_MODELS):
             rows.append({"run_id": run_id, "method": rec.row["method"], "p": rec.config.get("options", {}).get("p"),
                          "seed": rec.row.get("seed"), "task": rec.row.get("dataset")})
     return rows

@@ -48,15 +48,42 @@ def parameter_bars(report: dict[str, Any]) -> go.Figure:
     return layout(fig, "Encoder weights per layer: kept, masked, removed", "", "weights")
 
 
-def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = None) -> go.Figure:
-    """Task metric against measured encoder sparsity, one line per method (bands over seeds)."""
+REFERENCE_LINE = "#444444"  # the dense and floor reference lines
+WINDOW_FILL = "rgba(240,228,66,0.25)"  # Okabe-Ito yellow, left to fills: the knowledge window's band
+WINDOW_LABEL = "knowledge window"
+LABEL_ROOM = 0.14  # of the y span, added above the dense line and below the floor for their labels
+
+
+def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = None,
+                       floor: float | None = None) -> go.Figure:
+    """Task metric against measured encoder sparsity, one line per method (bands over seeds), with the dense
+    fine-tuned metric as a reference line and, when a floor is known (the best `embedding-bag` run: no contextual
+    knowledge), the floor too and the band between them shaded as the knowledge window."""
     df = pd.DataFrame(rows)
     fig = band_lines(go.Figure(), df, "encoder_sparsity")
     if dense is not None:
-        fig.add_hline(y=dense, line_dash="dash", line_color="#444444", line_width=1.5,
+        fig.add_hline(y=dense, line_dash="dash", line_color=REFERENCE_LINE, line_width=1.5,
                       annotation_text=f"dense fine-tuned ({dense:.3f})", annotation_position="top right")
+    if floor is not None:
+        _draw_floor(fig, floor, dense, [float(v) for v in df["value"].dropna()] if len(df) else [])
     metric = df["metric"].iloc[0] if len(df) else "metric"
     return layout(fig, f"Dev {metric} vs encoder sparsity", "encoder sparsity (measured)", metric)
+
+
+def _draw_floor(fig: go.Figure, floor: float, dense: float | None, values: list[float]) -> None:
+    """The floor line (its label below it), the knowledge window between floor and dense (its label inside the band,
+    at the left; no band when the floor is not below the dense metric), and a y range with room for both line
+    labels inside the plot, clear of the axes and the legend."""
+    fig.add_hline(y=floor, line_dash="dot", line_color=REFERENCE_LINE, line_width=1.5,
+                  annotation_text=f"floor: embedding bag ({floor:.3f})", annotation_position="bottom right")
+    if dense is not None and dense > floor:
+        fig.add_hrect(y0=floor, y1=dense, fillcolor=WINDOW_FILL, line_width=0, layer="below")
+        fig.add_annotation(text=f"{WINDOW_LABEL} ({dense - floor:.3f})", xref="x domain", x=0.02, xanchor="left",
+                           yref="y", y=(floor + dense) / 2, yanchor="middle", showarrow=False)
+    lines = [floor] + ([dense] if dense is not None else [])
+    low, high = min(values + lines), max(values + lines)
+    room = LABEL_ROOM * max(high - low, 0.05)
+    fig.update_yaxes(range=[low - room, high + room])
 
 
 def metric_vs_nonzero(rows: Sequence[dict[str, Any]]) -> go.Figure:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..arch import MODULE_TYPES
 from ..store import RunStore
-from ..tables import prune_rows, teacher_metric
+from ..tables import floor_run, prune_rows, teacher_metric
 from .pruning import (latency_vs_metric, metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap,
                       training_curves)
 from .registry import FigureResult, NotApplicable, register_figure
@@ -89,6 +89,11 @@ def _one_dataset(store: RunStore, run_ids: Sequence[str]) -> tuple[list[dict[str
     return chosen, dataset, dense
 
 
+def _floor(store: RunStore, dataset: str) -> tuple[str, float] | None:
+    """The dataset's floor run in the whole store (not only the runs picked): see `tables.floor_run`."""
+    return floor_run(store.list(kind="finetune", status="done"), dataset)
+
+
 def _metric_table(chosen: list[dict[str, Any]]) -> pd.DataFrame:
     columns = ["run_id", "method", "dataset", "seed", "sparsity", "encoder_sparsity", "encoder_nonzero_params",
                "metric", "value", "teacher"]
@@ -99,8 +104,12 @@ def _metric_table(chosen: list[dict[str, Any]]) -> pd.DataFrame:
 def _metric_vs_sparsity(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
     """Metric vs encoder sparsity for the prune runs of the most common dataset among them."""
     chosen, dataset, dense = _one_dataset(store, run_ids)
-    return FigureResult(metric_vs_sparsity(chosen, dense), _metric_table(chosen), [r["run_id"] for r in chosen],
-                        "metric_vs_sparsity", {"rows": len(chosen), "dataset": dataset, "dense": dense})
+    floor = _floor(store, dataset)
+    floor_id, floor_value = floor if floor else (None, None)
+    return FigureResult(metric_vs_sparsity(chosen, dense, floor_value), _metric_table(chosen),
+                        [r["run_id"] for r in chosen] + ([floor_id] if floor_id else []), "metric_vs_sparsity",
+                        {"rows": len(chosen), "dataset": dataset, "dense": dense, "floor": floor_value,
+                         "floor_run": floor_id})
 
 
 @register_figure("metric-vs-nonzero", kinds=("prune",), description="Task metric vs non-zero parameters (sparse vs small-dense)")

@@ -14,7 +14,7 @@ from ..studies.curves import power_law
 from .base import layout, log_axis, metric_range, series_colour, side_legend
 from .registry import FigureResult, register_figure
 
-ARM_ORDER = ("transformer", "lstm", "lstm-pretrained")
+ARM_ORDER = ("transformer", "lstm", "lstm-pretrained", "embedding-bag")
 EXTRAPOLATE_FACTOR = 30.0  # fitted curves continue (dashed) to 30x the largest size measured
 MAX_X = 1e8
 

@@ -25,6 +25,7 @@ class ProbeTarget:
     cache: dict[str, Any] = field(default_factory=dict)  # embeddings shared by the probes of one call
     task: str | None = None  # the task given for a target that has none of its own (the pre-trained model)
     precision: str = "fp32"  # resolved: the forward passes' autocast (features, fidelity)
+    seed: int = 0  # the probe run's: which probe sentences are drawn (CKA, MLM)
 
     @property
     def teacher(self) -> str | None:

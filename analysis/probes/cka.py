@@ -1,5 +1,5 @@
 """Linear CKA per layer against the original pre-trained model and the dense fine-tuned teacher,
-on a fixed, seeded set of WikiText-2 sentences (Kornblith et al., 2019)."""
+on a seeded sample of WikiText-2 sentences (the probe run's seed; Kornblith et al., 2019)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..config import DataConfig
-from ..data import load_split, stratified_indices
+from ..data import load_split, sample_indices
 from .base import PROBES, Probe, ProbeTarget
 from .features import text_features
 
@@ -24,9 +24,9 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def probe_texts(seed: int = 0) -> list[str]:
-    ds = load_split(DataConfig(dataset="wikitext2"), "train")
-    idx = stratified_indices(None, PROBE_SENTENCES, seed, stratify=False)  # type: ignore[arg-type]
-    return [ds.texts[0][i] for i in idx] if len(idx) else ds.texts[0][:PROBE_SENTENCES]
+    """`PROBE_SENTENCES` WikiText-2 sentences drawn under `seed` (the probe run's), in corpus order."""
+    texts = load_split(DataConfig(dataset="wikitext2"), "train").texts[0]
+    return [texts[i] for i in sample_indices(len(texts), PROBE_SENTENCES, seed)]
 
 
 def reference(target: ProbeTarget, which: str) -> ProbeTarget | None:
@@ -40,9 +40,9 @@ def reference(target: ProbeTarget, which: str) -> ProbeTarget | None:
 @PROBES.register("cka")
 class CKA(Probe):
     def run(self, target: ProbeTarget) -> dict[str, Any]:
-        texts = probe_texts()
+        texts = probe_texts(target.seed)
         mine = text_features(target, "cka-wikitext2", texts)
-        out: dict[str, Any] = {"sentences": len(texts)}
+        out: dict[str, Any] = {"sentences": len(texts), "seed": target.seed}
         for which in ("pretrained", "teacher"):
             ref = reference(target, which)
             if ref is None:

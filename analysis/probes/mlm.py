@@ -59,7 +59,7 @@ class MaskedLM(Probe):
         gen = torch.Generator().manual_seed(0)
         correct = total = 0
         nll = 0.0
-        for text in probe_texts()[:SENTENCES]:
+        for text in probe_texts(target.seed)[:SENTENCES]:
             ids = tok(text, truncation=True, max_length=128, return_tensors="pt")["input_ids"]
             inner = torch.arange(1, ids.shape[1] - 1)
             chosen = inner[torch.rand(len(inner), generator=gen) < MASK_RATE]

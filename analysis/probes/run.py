@@ -26,8 +26,10 @@ class ProbeConfig(ConfigBase):
     probes: tuple[str, ...] = DEFAULT_PROBES
     task: str | None = None  # the task of task-based probes (layer-probe) for a target without one ('default')
     precision: str = "auto"  # of the forward passes that extract features (analysis/precision.py)
+    seed: int = 0  # draws the probe sentences (CKA's WikiText-2 sample, MLM's)
 
     def validate(self) -> None:
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}", "use e.g. --seed 0")
         check(self.precision in PRECISIONS, "precision", f"got {self.precision!r}", f"use one of {', '.join(PRECISIONS)}")
         check(len(self.probes) > 0, "probes", "no probe named", f"use some of: {', '.join(DEFAULT_PROBES)}")
         for name in self.probes:
@@ -51,7 +53,7 @@ def _load(root: str, name: str, device: str, precision: str) -> ProbeTarget:
                            precision=precision)
     if store.get(name) is None:
         raise ConfigError(f"no run {name!r} in the store", fix="list runs with `python -m analysis runs`, or use default")
-    model, tokenizer, _ = load_run_model(store, name)
+    model, tokenizer, _ = load_run_model(store, name, encoder_only=True)
     return ProbeTarget(name, model, tokenizer, store.record(name), store, torch.device(device), precision=precision)
 
 
@@ -60,7 +62,7 @@ class ProbeRun(Experiment):
     config_cls = ProbeConfig
 
     def describe(self, config: ProbeConfig) -> dict[str, Any]:
-        return {"method": "probe", "dataset": None, "model": config.target, "seed": None,
+        return {"method": "probe", "dataset": None, "model": config.target, "seed": config.seed,
                 "label": f"probes of {config.target}"}
 
     def fingerprints(self, config: ProbeConfig) -> dict[str, str]:
@@ -69,7 +71,8 @@ class ProbeRun(Experiment):
         return {"run": config.target}
 
     def prepare(self, config: ProbeConfig, device: str) -> tuple[ProbeConfig, ProbeTarget]:
-        target = load_target(RunStore(), config.target, torch.device(device), config.precision)
+        target = replace(load_target(RunStore(), config.target, torch.device(device), config.precision),
+                         seed=config.seed)  # a copy: the loaded target is cached and shared
         if config.task is None:
             return config, target
         if target.dataset not in (None, config.task):

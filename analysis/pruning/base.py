@@ -31,7 +31,10 @@ class PruneConfig(ConfigBase):
         check(0.0 <= self.sparsity < 1.0, "sparsity", f"must be in [0, 1), got {self.sparsity}",
               "use e.g. --sparsity 0.9 (the fraction of encoder weights removed)")
         check(self.seed >= 0 and self.teacher_seed >= 0, "seed", "seeds must be >= 0", "use e.g. --seed 0")
-        check(not self.model.is_lstm, "model", "pruning needs a transformer", "use --model default or a checkpoint")
+        check(self.model.is_transformer, "model",
+              f"pruning needs a transformer's encoder, and {self.model.model!r} is a baseline without one",
+              "use --model default or a checkpoint folder (fine-tune the baseline with `finetune --model "
+              f"{self.model.model}` instead)")
 
 
 @dataclass

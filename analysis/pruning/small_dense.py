@@ -23,6 +23,9 @@ from .structured import save_structure
 @dataclass(frozen=True)
 class SmallDenseOptions(DistillOptions):
     distill: bool = True  # distilled with the same losses as SparseBERT
+    # with fewer heads than the teacher: distil the kept heads' attention from the same teacher heads (they are the
+    # first heads of each kept layer); off, the narrower student gets no attention loss (hidden + prediction only)
+    map_heads: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,11 +75,18 @@ class SmallDense(PruningMethod):
             return []
         assert ctx.teacher is not None
         same_heads = self.shape.heads == Arch(ctx.teacher).num_heads
-        # attention scores can only be matched head for head when the student kept every head
-        weights = o.weights(attention=same_heads)
-        ctx.artefacts["attention_loss_used"] = same_heads and o.attention_weight > 0
+        # attention scores are matched head for head: every head kept, or the kept heads mapped to their teacher heads
+        matched = same_heads or o.map_heads
+        weights = o.weights(attention=matched)
+        ctx.artefacts["attention_loss_used"] = matched and o.attention_weight > 0
+        head_map = None if same_heads else self.kept_head_map()
         return [DistillHook(ctx.teacher, ctx.inputs.task, weights, layer_map=list(self.shape.layers),
-                            cache_key=ctx.teacher_cache_key())]
+                            cache_key=ctx.teacher_cache_key(), head_map=head_map)]
+
+    def kept_head_map(self) -> list[list[int]]:
+        """Per student layer, the teacher heads its heads came from: the first `shape.heads` of the layer it kept
+        (`before_training` keeps heads 0..k-1 of every kept layer, from a model with the teacher's heads)."""
+        return [list(range(self.shape.heads)) for _ in self.shape.layers]
 
     def save_artefacts(self, ctx: PruneContext, model: nn.Module) -> None:
         save_structure(ctx, model)

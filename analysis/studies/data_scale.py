@@ -1,5 +1,6 @@
 """The pretrain-or-not study (Wang et al., ACL 2020): metric vs training-set size for a fine-tuned
-pretrained transformer, an LSTM from scratch, and the same LSTM with pretrained token embeddings.
+pretrained transformer, an LSTM from scratch, and the same LSTM with pretrained token embeddings; optionally the
+floor arm `embedding-bag` (the transformer's token embeddings mean-pooled, no encoder).
 
 Each (arm, size, seed) is one fine-tune run in the store, so an interrupted study resumes where it
 stopped. Budgets are documented and per arm: epochs = clip(budget_examples / size, min, max), the best
@@ -41,6 +42,12 @@ def lstm_pretrained_arm(config: "ScaleConfig") -> ModelConfig:
     return lstm_arm(config).replace(lstm_embeddings="pretrained")
 
 
+@ARMS.register("embedding-bag")
+def embedding_bag_arm(config: "ScaleConfig") -> ModelConfig:
+    """The floor: the transformer's own token embeddings, mean-pooled, no encoder (trained like the LSTMs)."""
+    return config.finetune.model.replace(model="embedding-bag", tokenizer=config.finetune.model.model)
+
+
 @dataclass(frozen=True)
 class ScaleConfig(ConfigBase):
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -51,7 +58,7 @@ class ScaleConfig(ConfigBase):
     seeds: tuple[int, ...] = (0, 1, 2)
     arms: tuple[str, ...] = ("transformer", "lstm", "lstm-pretrained")
     transformer_lr: float = 1e-4
-    lstm_lr: float = 2e-3
+    lstm_lr: float = 2e-3  # the lstm_* settings train every arm but the transformer (the embedding bag too)
     lstm_batch_size: int = 128
     transformer_budget: int = 20000  # examples seen at most (epochs = budget / size, clipped)
     lstm_budget: int = 200000
