@@ -182,3 +182,13 @@ def test_set_threads_sets_torch_and_restores(monkeypatch):
         assert precision.set_threads(threads=1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_bench_train_reports_the_median_round_and_mfu():
+    from analysis.bench import median_round, mfu
+
+    rounds = [{"examples_per_second": v, "arm": i} for i, v in enumerate([130.0, 150.0, 120.0])]
+    chosen = median_round(rounds)
+    assert chosen["arm"] == 0 and chosen["examples_per_second_rounds"] == [130.0, 150.0, 120.0]
+    assert median_round(rounds[:2])["arm"] == 0  # an even count takes the lower middle
+    assert mfu(10_000_000, 1000.0, 120.0) == pytest.approx(6e10 / 1.2e11)
