@@ -302,22 +302,11 @@ def set_threads(workers: int | None = None, threads: int | None = None) -> int:
     return count
 
 
-@contextlib.contextmanager
-def threads_set(count: int) -> Iterator[None]:
-    """Run a block with `count` torch threads, restoring the previous count after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def describe() -> dict[str, Any]:
-    """What `auto` sees on this machine (for provenance and `bench precision`)."""
+    """What `auto` sees on this machine, for each run's provenance: torch's CPU capability, native bf16, the
+    usable cores (and a GPU's bf16 support)."""
     out: dict[str, Any] = {"cpu_capability": cpu_capability(), "cpu_bf16_native": cpu_bf16_native(),
-                           "usable_cores": usable_cores(), "torch_threads": torch.get_num_threads(),
-                           "cuda": torch.cuda.is_available()}
+                           "usable_cores": usable_cores()}
     if torch.cuda.is_available():
         out["cuda_bf16"] = bool(torch.cuda.is_bf16_supported())
     return out

@@ -44,6 +44,8 @@ def git_commit() -> str:
 def machine() -> dict[str, object]:
     import torch
 
+    from . import precision
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -53,4 +55,4 @@ def machine() -> dict[str, object]:
     return {"hostname": platform.node(), "platform": platform.platform(), "cpu": cpu,
             "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "executable": sys.executable}
+            "executable": sys.executable, **precision.describe()}
