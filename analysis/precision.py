@@ -31,7 +31,6 @@ import torch
 from .config import PRECISIONS
 from .errors import ConfigError
 
-RESOLVED = ("fp32", "bf16", "fp16")
 BF16_MIN_SPEEDUP = 1.3  # bf16 matmuls must beat fp32 by this much for `auto` to pick bf16 on a CPU
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 PROBE_VERSION = 1  # bump when the probe changes, so cached verdicts are taken again
