@@ -2,8 +2,8 @@
 
 import sys
 
-from . import plugins  # noqa: F401  (modules register their commands and methods)
-from .cli import main
+from analysis import plugins  # noqa: F401  (modules register their commands and methods)
+from analysis.cli.base import main
 
 if __name__ == "__main__":
     sys.exit(main())

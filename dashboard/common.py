@@ -8,8 +8,8 @@ from typing import Any, Callable, TypeVar
 
 import streamlit as st
 
-from analysis import settings
-from analysis.store import RunStore
+from analysis.core import settings
+from analysis.store.index import RunStore
 
 T = TypeVar("T")
 

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from analysis.export import bundle_zip, prepare_figure
+from analysis.figures.export import bundle_zip, prepare_figure
 from analysis.figures.registry import FIGURES, NotApplicable, build_figure, expand_runs, figures_for
 from dashboard.common import get_store, short_name, show_error
 from dashboard.widgets import MIME, file_downloads, options_form

@@ -11,10 +11,10 @@ import streamlit as st
 
 import analysis.plugins  # noqa: F401  (the `heads` experiment registered, for the queue)
 from analysis import figures
-from analysis.arch import Arch
-from analysis.attributions import Explained, TruncationWarning, eager_copy, explain
-from analysis.heads_run import HeadsConfig, load_explained, stored_importance
-from analysis.store import RunStore
+from analysis.models.arch import Arch
+from analysis.methods.interpret.attributions import Explained, TruncationWarning, eager_copy, explain
+from analysis.runs.heads import HeadsConfig, load_explained, stored_importance
+from analysis.store.index import RunStore
 from dashboard.common import LOCKED, actions_allowed, get_store, show_error
 
 DEFAULT = "default"
@@ -110,7 +110,7 @@ def missing(store: RunStore, name: str, target: str) -> None:
     if st.button(f"Compute head importance of {name}", key=f"heads:compute:{target}", disabled=locked,
                  help=LOCKED if locked else None):
         try:
-            from analysis.workers import JobQueue
+            from analysis.runs.queue import JobQueue
 
             if not actions_allowed():  # a disabled button is not enough: check again on the server
                 raise PermissionError(LOCKED)

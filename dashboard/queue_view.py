@@ -6,9 +6,9 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis.errors import PruneScopeError
-from analysis.store import RunStore
-from analysis.workers import ACTIVE, JobQueue
+from analysis.core.errors import PruneScopeError
+from analysis.store.index import RunStore
+from analysis.runs.queue import ACTIVE, JobQueue
 from dashboard.common import LOCKED, actions_allowed, show_error
 
 REFRESH_SECONDS = 2.0

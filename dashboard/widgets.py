@@ -18,8 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis.export import ExportOptions, figure_files, make_provenance, table_files
-from analysis.render import FORMATS
+from analysis.figures.export import ExportOptions, figure_files, make_provenance, table_files
+from analysis.figures.render import FORMATS
 from dashboard.common import get_store, show_error
 
 MIME = {"pdf": "application/pdf", "svg": "image/svg+xml", "png": "image/png", "json": "application/json",

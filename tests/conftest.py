@@ -36,9 +36,9 @@ def no_stray_workers(private_store):
     yield
     import signal
 
-    from analysis.processes import signal_group
-    from analysis.store import RunStore
-    from analysis.workers import JobQueue
+    from analysis.core.processes import signal_group
+    from analysis.store.index import RunStore
+    from analysis.runs.queue import JobQueue
 
     with JobQueue(RunStore(private_store))._db() as db:
         pids = [row["pid"] for row in db.execute("SELECT pid FROM workers")]
@@ -49,7 +49,7 @@ def no_stray_workers(private_store):
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """The embedded default model's tokenizer files, reused by the tiny models."""
-    from analysis.models import default_model_path
+    from analysis.models.loading import default_model_path
 
     src = default_model_path()
     out = tmp_path_factory.mktemp("tokenizer")

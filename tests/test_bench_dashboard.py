@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from analysis.bench_dashboard import app_pages, fill_store
-from analysis.store import RunStore
+from analysis.bench.dashboard import app_pages, fill_store
+from analysis.store.index import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 

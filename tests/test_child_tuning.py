@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import jobs
-from analysis.child_tuning import ChildFHook, child_mask, encoder_params, fisher_scores, ChildDOptions
-from analysis.config import FinetuneConfig
-from analysis.errors import ConfigError
-from analysis.finetune import load_inputs
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.methods.finetuning.child_tuning import (ChildFHook, child_mask, encoder_params, fisher_scores, ChildDOptions)
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import ConfigError
+from analysis.runs.finetune import load_inputs
+from analysis.store.index import RunStore
 
 
 def config(tiny_models, files, method="vanilla", options=None, **flags):
@@ -21,7 +21,7 @@ def config(tiny_models, files, method="vanilla", options=None, **flags):
 
 def final_state(cfg):
     rec = jobs.execute("finetune", cfg).record
-    from analysis.models import load_encoder_classifier
+    from analysis.models.loading import load_encoder_classifier
 
     return load_encoder_classifier(str(rec.path / "model"), 2).state_dict(), rec
 

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from analysis import jobs
-from analysis.compare import (Predictions, check_aligned, compare_runs, config_diff, dev_texts, flipped_examples,
-                              load_predictions, mcnemar, metric_rows, paired_bootstrap)
-from analysis.config import FinetuneConfig
-from analysis.errors import ConfigError
-from analysis.metrics import METRICS
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.reports.compare import (Predictions, check_aligned, compare_runs, config_diff, dev_texts, flipped_examples, load_predictions, mcnemar, metric_rows, paired_bootstrap)
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import ConfigError
+from analysis.training.metrics import METRICS
+from analysis.store.index import RunStore
 
 
 def synthetic_pair(rng, n, p_a, p_b):

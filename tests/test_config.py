@@ -1,7 +1,7 @@
 import pytest
 
-from analysis.config import DataConfig, FinetuneConfig, TrainConfig, config_hash, without_defaults
-from analysis.errors import ConfigError
+from analysis.core.config import DataConfig, FinetuneConfig, TrainConfig, config_hash, without_defaults
+from analysis.core.errors import ConfigError
 
 
 def test_round_trip_through_dict():
@@ -56,8 +56,8 @@ def test_hash_ignores_defaults_but_not_changes():
 def test_the_sparsebert_authors_config_sets_their_schedule():
     from pathlib import Path
 
-    from analysis.config import load_yaml
-    from analysis.pruning.base import PruneConfig
+    from analysis.core.config import load_yaml
+    from analysis.methods.pruning.base import PruneConfig
 
     path = Path(__file__).resolve().parent.parent / "configs" / "sparsebert-authors.yaml"
     cfg = PruneConfig.from_flat(load_yaml(path), {"dataset": "mrpc", "sparsity": 0.95})

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from analysis import jobs
-from analysis.config import FinetuneConfig
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.core.config import FinetuneConfig
+from analysis.store.index import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +39,7 @@ def test_runs_page_lists_real_runs_and_failures(tiny_models, sentiment_files):
 
 def test_sparsity_and_accuracy_pages_on_a_real_sweep(tiny_models, sentiment_files):
     from analysis.studies.pruning_sweep import PruningSweepConfig
-    from analysis.pruning import PruneConfig
+    from analysis.methods.pruning import PruneConfig
 
     train, evaluation = sentiment_files
     base = PruneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
@@ -70,7 +70,7 @@ def test_sparsity_and_accuracy_pages_on_a_real_sweep(tiny_models, sentiment_file
 def test_accuracy_page_shades_the_knowledge_window_once_a_floor_run_exists(tiny_models, sentiment_files):
     import json
 
-    from analysis.pruning import PruneConfig
+    from analysis.methods.pruning import PruneConfig
 
     train, evaluation = sentiment_files
     common = {"dataset": str(train), "eval_file": str(evaluation), "batch_size": 8}

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis import jobs
+from analysis.runs import experiment as jobs
 from analysis.figures.style import parse_colour
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module", autouse=True)
 def chromium():
     """The page renders files with the system Chromium: fail loudly (CI installs it) rather than skip."""
-    from analysis.render import RenderError, browser_path
+    from analysis.figures.render import RenderError, browser_path
 
     try:
         return browser_path()
@@ -31,7 +31,7 @@ def page() -> AppTest:
 
 @pytest.fixture
 def sweep(tiny_models, sentiment_files) -> str:
-    from analysis.pruning import PruneConfig
+    from analysis.methods.pruning import PruneConfig
     from analysis.studies.pruning_sweep import PruningSweepConfig
 
     train, evaluation = sentiment_files

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis import jobs
-from analysis.heads_run import HeadsConfig
-from analysis.pruning import PruneConfig
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.runs.heads import HeadsConfig
+from analysis.methods.pruning import PruneConfig
+from analysis.store.index import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,7 +74,7 @@ def test_heads_page_dense_vs_pruned(pruned_store):
 
 
 def test_heads_page_offers_to_compute_missing_importance_and_warns_on_long_text(tiny_models, sentiment_files):
-    from analysis.config import FinetuneConfig
+    from analysis.core.config import FinetuneConfig
 
     train, evaluation = sentiment_files
     dense = jobs.execute("finetune", FinetuneConfig.from_flat({}, {

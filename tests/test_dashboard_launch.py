@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis import forms
-from analysis.jobs import EXPERIMENTS
-from analysis.workers import JobQueue
-from analysis.store import RunStore
+from analysis.service import forms
+from analysis.runs.experiment import EXPERIMENTS
+from analysis.runs.queue import JobQueue
+from analysis.store.index import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,8 +57,8 @@ def test_method_options_follow_the_chosen_method():
 
 
 def test_a_launch_creates_one_queued_job_with_the_cli_run_id(tiny_models, sentiment_files):
-    from analysis.config import FinetuneConfig
-    from analysis.jobs import run_id
+    from analysis.core.config import FinetuneConfig
+    from analysis.runs.experiment import run_id
 
     train, evaluation = sentiment_files
     at = launch_page()
@@ -112,8 +112,8 @@ def test_runs_page_offers_the_demo_on_an_empty_store():
 
 
 def test_runs_page_deletes_and_reruns_after_confirmation(tiny_models, sentiment_files):
-    from analysis import jobs as experiments
-    from analysis.config import FinetuneConfig
+    from analysis.runs import experiment as experiments
+    from analysis.core.config import FinetuneConfig
 
     train, evaluation = sentiment_files
     cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
@@ -148,8 +148,8 @@ def test_the_lr_schedule_is_a_choice_and_baselines_are_no_probe_targets(tiny_mod
     fields = {f.name: f for f in forms.form_fields("finetune", RunStore())}
     schedule = fields["lr_schedule"]
     assert (schedule.widget, schedule.default, schedule.choices) == ("select", "linear", ("linear", "constant", "cosine"))
-    from analysis import jobs
-    from analysis.config import FinetuneConfig
+    from analysis.runs import experiment as jobs
+    from analysis.core.config import FinetuneConfig
 
     train, evaluation = sentiment_files
     bag = jobs.execute("finetune", FinetuneConfig.from_flat({}, {

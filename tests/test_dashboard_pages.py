@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis import jobs
-from analysis.compare import load_predictions, mcnemar, run_label
-from analysis.config import FinetuneConfig
+from analysis.runs import experiment as jobs
+from analysis.reports.compare import load_predictions, mcnemar, run_label
+from analysis.core.config import FinetuneConfig
 from analysis.figures import build_figure
-from analysis.store import RunStore
+from analysis.store.index import RunStore
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_scale_page_shows_a_running_study_then_the_finished_one(tiny_models, sen
             raise KeyboardInterrupt("simulated kill")
         return real(kind, config, *a, **k)
 
-    monkeypatch.setattr("analysis.executors.execute", crash_on_fourth)
+    monkeypatch.setattr("analysis.runs.executors.execute", crash_on_fourth)
     with pytest.raises(KeyboardInterrupt):
         jobs.execute("study-scale", cfg)
     at = page("scale").run()
@@ -65,7 +65,7 @@ def test_scale_page_shows_a_running_study_then_the_finished_one(tiny_models, sen
     means = {t["name"]: t["x"] for t in charts(at)[0]["data"] if t.get("mode") == "lines+markers"}
     assert means == {"transformer": [20], "lstm": [20]}  # (transformer, lstm) x seed 0, then transformer seed 1
 
-    monkeypatch.setattr("analysis.executors.execute", real)
+    monkeypatch.setattr("analysis.runs.executors.execute", real)
     study = jobs.execute("study-scale", cfg).record
     at = page("scale").run()
     assert not at.exception and not at.warning
@@ -86,8 +86,8 @@ def test_scale_page_shows_a_running_study_then_the_finished_one(tiny_models, sen
 
 
 def test_probes_page_compares_a_pruned_model_and_its_teacher(tiny_models, sentiment_files):
-    from analysis.probes.run import ProbeConfig
-    from analysis.pruning import PruneConfig
+    from analysis.runs.probe import ProbeConfig
+    from analysis.methods.pruning import PruneConfig
 
     cfg = PruneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=1, batch_size=16,
                                                method="sparsebert", sparsity=0.5))
@@ -183,8 +183,8 @@ def test_compare_page_on_real_runs(tiny_models, sentiment_files, tmp_path):
 
 
 def test_accuracy_page_shows_training_curves_and_measured_latency(tiny_models, sentiment_files, capsys):
-    from analysis.cli import main
-    from analysis.pruning import PruneConfig
+    from analysis.cli.base import main
+    from analysis.methods.pruning import PruneConfig
     from analysis.studies.pruning_sweep import PruningSweepConfig
 
     base = PruneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=2, batch_size=8))
@@ -236,7 +236,7 @@ def test_accuracy_page_shows_training_curves_and_measured_latency(tiny_models, s
 
 
 def test_latency_needs_stored_weights(tiny_models, sentiment_files, capsys):
-    from analysis.cli import main
+    from analysis.cli.base import main
 
     cfg = FinetuneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, epochs=1, batch_size=16))
     run_id = jobs.execute("finetune", cfg, save_weights=False).record.run_id

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.config import FinetuneConfig
-from analysis.store import RunStore
-from analysis.workers import JobQueue
+from analysis.core.config import FinetuneConfig
+from analysis.store.index import RunStore
+from analysis.runs.queue import JobQueue
 from dashboard import common
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +131,7 @@ def test_a_new_token_locks_a_session_unlocked_with_the_old_one(monkeypatch):
 
 
 def test_the_app_command_listens_on_loopback_unless_told_and_warns_without_a_token():
-    from analysis.serve import exposure_warning, streamlit_argv
+    from analysis.cli.app import exposure_warning, streamlit_argv
 
     argv = streamlit_argv("127.0.0.1", 8765)
     assert argv[argv.index("--server.address") + 1] == "127.0.0.1" and argv[argv.index("--server.port") + 1] == "8765"

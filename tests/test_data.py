@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from analysis import data
-from analysis.config import DataConfig
-from analysis.errors import DataError
+from analysis.data import tasks as data
+from analysis.core.config import DataConfig
+from analysis.core.errors import DataError
 
 LABELLED = [n for n in data.dataset_names() if data.get_card(n).task != "unlabeled"]
 

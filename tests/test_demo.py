@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from analysis import jobs
-from analysis.cli import main
-from analysis.config import FinetuneConfig
-from analysis.demo import DemoConfig
-from analysis.errors import ConfigError
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.cli.base import main
+from analysis.core.config import FinetuneConfig
+from analysis.studies.quick_tour import DemoConfig
+from analysis.core.errors import ConfigError
+from analysis.store.index import RunStore
 
 
 def tiny_demo(tiny_models, sentiment_files, **changes) -> DemoConfig:

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from analysis.cli import main
-from analysis.store import RunStore
+from analysis.cli.base import main
+from analysis.store.index import RunStore
 
 
 def run_cli(argv: list[str], capsys) -> dict:
@@ -64,7 +64,7 @@ def test_every_experiment_command_has_a_dry_run_that_runs_nothing(argv, capsys, 
 
 
 def test_the_dry_run_shows_the_precision_this_machine_would_use(capsys):
-    from analysis.precision import resolve
+    from analysis.core.precision import resolve
 
     out = run_cli(CHILD_F, capsys)
     assert out["config"]["train"]["precision"] == resolve("auto", "cpu")

@@ -61,8 +61,8 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, seconds: float = 6
 
 def stop_jobs(store_root: Path) -> None:
     """Cancel whatever the test left queued or running, so no worker outlives it."""
-    from analysis.store import RunStore
-    from analysis.workers import ACTIVE, JobQueue
+    from analysis.store.index import RunStore
+    from analysis.runs.queue import ACTIVE, JobQueue
 
     if not (store_root / "index.sqlite").exists():
         return
@@ -268,7 +268,7 @@ def launch(page, kind: str, title: str, values: dict[str, str], method: str | No
 def wait_finished(page, store: Path, run_id: str) -> None:
     """On the Runs page, until the queue is empty (the page refreshes itself while work runs); then the run is
     listed as done."""
-    from analysis.store import RunStore
+    from analysis.store.index import RunStore
 
     go_to(page, "Runs")
     expect(page.get_by_role("heading", name="Launched jobs")).to_be_visible(timeout=RUN_TIMEOUT_MS)
@@ -293,10 +293,10 @@ def chart_texts(page, index: int) -> str:
 def launch_and_watch(page, store: Path, model: Path, train: Path, evaluation: Path) -> tuple[str, str]:
     """A tiny fine-tune and a tiny prune of it from the Launch form, each watched until done on the Runs page.
     The run ids say every value typed reached the config (the same ids as from the CLI)."""
-    from analysis.config import FinetuneConfig
-    from analysis.jobs import run_id
-    from analysis.pruning import PruneConfig
-    from analysis.store import RunStore
+    from analysis.core.config import FinetuneConfig
+    from analysis.runs.experiment import run_id
+    from analysis.methods.pruning import PruneConfig
+    from analysis.store.index import RunStore
 
     tiny = {"model": str(model), "dataset": str(train), "eval_file": str(evaluation), "epochs": "1", "batch_size": "16"}
     finetune = launch(page, "finetune", "Fine-tune (vanilla, Child-Tuning)", tiny)
@@ -343,15 +343,15 @@ def export_figure(page, pruned: str, folder: Path) -> dict[str, Path]:
 
 
 def queue_more(store: Path, model: Path, train: Path, evaluation: Path, finetune: str) -> list[str]:
-    """Work for the other pages, through analysis.workers.submit (the queue the Launch page uses): a Child-D
+    """Work for the other pages, through analysis.runs.queue.submit (the queue the Launch page uses): a Child-D
     fine-tune, probes of the fine-tune, a tiny data-scale study; and the reference studies under results/ (what
     `make app` imports into an empty store)."""
-    from analysis.config import FinetuneConfig
-    from analysis.exchange import import_runs
-    from analysis.probes.run import ProbeConfig
-    from analysis.store import RunStore
+    from analysis.core.config import FinetuneConfig
+    from analysis.store.bundles import import_runs
+    from analysis.runs.probe import ProbeConfig
+    from analysis.store.index import RunStore
     from analysis.studies.data_scale import ScaleConfig
-    from analysis.workers import submit
+    from analysis.runs.queue import submit
 
     base = {"model": str(model), "dataset": str(train), "eval_file": str(evaluation), "epochs": 1, "batch_size": 16}
     child = FinetuneConfig.from_flat({}, {**base, "method": "child-d", "options": {"p": 0.3}})

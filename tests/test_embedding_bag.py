@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import models
-from analysis.config import FinetuneConfig, ModelConfig
-from analysis.embedding_bag import EmbeddingBagClassifier, EmbeddingBagShape
-from analysis.errors import ConfigError
+from analysis.models import loading as models
+from analysis.core.config import FinetuneConfig, ModelConfig
+from analysis.models.embedding_bag import EmbeddingBagClassifier, EmbeddingBagShape
+from analysis.core.errors import ConfigError
 
 
 def _bag_config(tiny_models, sentiment_files, **extra) -> FinetuneConfig:
@@ -29,7 +29,7 @@ def test_the_mean_covers_only_the_unmasked_tokens():
 
 
 def test_it_copies_the_tokenizer_models_word_embeddings(tiny_models):
-    from analysis.arch import Arch
+    from analysis.models.arch import Arch
 
     cfg = ModelConfig(model="embedding-bag", tokenizer=str(tiny_models["bert"]))
     model, tokenizer = models.build_model(cfg, 1)
@@ -43,11 +43,11 @@ def test_it_copies_the_tokenizer_models_word_embeddings(tiny_models):
 
 
 def test_it_learns_the_tiny_task_and_loads_back_for_evaluation(tiny_models, sentiment_files):
-    from analysis import jobs
-    from analysis.evaluate import load_run_model
-    from analysis.finetune import load_inputs
-    from analysis.store import RunStore
-    from analysis.train import predict
+    from analysis.runs import experiment as jobs
+    from analysis.training.evaluate import load_run_model
+    from analysis.runs.finetune import load_inputs
+    from analysis.store.index import RunStore
+    from analysis.training.loop import predict
 
     cfg = _bag_config(tiny_models, sentiment_files)
     record = jobs.execute("finetune", cfg).record
@@ -66,7 +66,7 @@ def test_it_learns_the_tiny_task_and_loads_back_for_evaluation(tiny_models, sent
 
 
 def test_pruning_refuses_it_with_the_way_out(tiny_models, sentiment_files):
-    from analysis.pruning.base import PruneConfig
+    from analysis.methods.pruning.base import PruneConfig
 
     train, evaluation = sentiment_files
     with pytest.raises(ConfigError, match="'embedding-bag' is a baseline without one.*finetune --model embedding-bag"):

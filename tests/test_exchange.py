@@ -2,10 +2,10 @@
 
 import numpy as np
 
-from analysis import jobs
-from analysis.config import FinetuneConfig
-from analysis.exchange import export_runs, import_runs
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.core.config import FinetuneConfig
+from analysis.store.bundles import export_runs, import_runs
+from analysis.store.index import RunStore
 
 
 def test_export_import_round_trip(tiny_models, sentiment_files, tmp_path):
@@ -29,7 +29,7 @@ def test_export_import_round_trip(tiny_models, sentiment_files, tmp_path):
 
 
 def test_an_imported_teacher_without_weights_is_trained_again(tiny_models, sentiment_files, tmp_path, monkeypatch):
-    from analysis.pruning import PruneConfig
+    from analysis.methods.pruning import PruneConfig
 
     train, evaluation = sentiment_files
     flags = {"model": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation), "epochs": 1}

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 import pytest
 
-from analysis.cli import main
-from analysis.store import RunStore
+from analysis.cli.base import main
+from analysis.store.index import RunStore
 
 
 def sweep_args(tiny_models, sentiment_files, *extra: str) -> list[str]:
@@ -111,9 +111,9 @@ def test_ray_sweep_stores_what_the_local_sweep_stores(tiny_models, sentiment_fil
 
 def test_a_packed_run_written_back_keeps_its_files_and_status(tiny_models, sentiment_files, tmp_path):
     """The driver's write-back: a run finished elsewhere lands with its files; a failed one stays failed."""
-    from analysis import jobs
-    from analysis.config import FinetuneConfig
-    from analysis.run_transfer import pack_run, write_back
+    from analysis.runs import experiment as jobs
+    from analysis.core.config import FinetuneConfig
+    from analysis.runs.transfer import pack_run, write_back
 
     train, evaluation = sentiment_files
     config = FinetuneConfig.from_dict({"model": {"model": str(tiny_models["bert"])}, "train": {"epochs": 1},
@@ -165,10 +165,11 @@ def test_a_task_continues_a_stopped_member_from_the_checkpoint_the_driver_sends(
     driver's store is shipped with its checkpoint; the task resumes it and the write-back equals a clean run."""
     from safetensors.torch import load_file
 
-    from analysis import checkpoint, jobs
-    from analysis.config import FinetuneConfig
-    from analysis.ray_executor import run_member_task
-    from analysis.run_transfer import pack_run, resumable, write_back
+    from analysis.training import checkpoint
+    from analysis.runs import experiment as jobs
+    from analysis.core.config import FinetuneConfig
+    from analysis.runs.ray_executor import run_member_task
+    from analysis.runs.transfer import pack_run, resumable, write_back
 
     monkeypatch.setattr(checkpoint, "EPOCH_MIN_SECONDS", 0.0)  # tiny epochs: checkpoint at every boundary
     train, evaluation = sentiment_files
@@ -203,7 +204,7 @@ def test_scratch_folders_of_killed_tasks_are_removed_by_the_next_task(tmp_path, 
     import subprocess
     import tempfile
 
-    from analysis.ray_executor import SCRATCH_PREFIX, remove_orphaned_scratch
+    from analysis.runs.ray_executor import SCRATCH_PREFIX, remove_orphaned_scratch
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     gone = subprocess.Popen(["true"])

@@ -16,16 +16,16 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import CODE_VERSION, jobs
-from analysis.cli import main
-from analysis.errors import ConfigError
-from analysis.export import (ExportOptions, export_bundle, figure_files, format_number, make_provenance,
-                             named_figure_files, prepare_figure, table_to_csv, table_to_latex, write_files)
+from analysis import CODE_VERSION
+from analysis.runs import experiment as jobs
+from analysis.cli.base import main
+from analysis.core.errors import ConfigError
+from analysis.figures.export import (ExportOptions, export_bundle, figure_files, format_number, make_provenance, named_figure_files, prepare_figure, table_to_csv, table_to_latex, write_files)
 from analysis.figures import OKABE_ITO, metric_vs_sparsity, sparsity_heatmap
 from analysis.figures import registry
 from analysis.figures.style import parse_colour, to_greyscale
-from analysis.render import RenderError, Renderer, browser_path, renderer
-from analysis.store import RunStore
+from analysis.figures.render import RenderError, Renderer, browser_path, renderer
+from analysis.store.index import RunStore
 
 PRUNING_FIGURES = ("metric-vs-nonzero", "metric-vs-sparsity", "parameter-bars", "sparsity-heatmap", "training-curves")
 
@@ -42,7 +42,7 @@ def chromium():
 @pytest.fixture(scope="module")
 def sweep_store(tmp_path_factory, tiny_models) -> tuple[RunStore, str]:
     """A store with a real tiny pruning sweep (sparsebert and random at 0.5 and 0.9, seed 0) and its teacher."""
-    from analysis.pruning import PruneConfig
+    from analysis.methods.pruning import PruneConfig
     from analysis.studies.pruning_sweep import PruningSweepConfig
 
     folder = tmp_path_factory.mktemp("export-sweep")
@@ -296,8 +296,8 @@ def test_the_exported_accuracy_figure_draws_the_knowledge_window_from_a_floor_ru
                                                                                   sentiment_files):
     """A pruning run and an embedding-bag fine-tune of the same data: the named figure finds the floor in the store,
     draws it with the dense line and the band, names the floor run in its provenance, and exports with the text."""
-    from analysis.config import FinetuneConfig
-    from analysis.pruning import PruneConfig
+    from analysis.core.config import FinetuneConfig
+    from analysis.methods.pruning import PruneConfig
 
     train, evaluation = sentiment_files
     common = {"tokenizer": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation),

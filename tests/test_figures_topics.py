@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analysis import figures
-from analysis.compare import mcnemar, paired_bootstrap
+from analysis.reports.compare import mcnemar, paired_bootstrap
 from analysis.figures.base import LINE_COLOURS, distinct_labels, log_ticks, si_label
 from analysis.figures.style import to_greyscale
 from analysis.studies.child_tuning_study import summarise as child_summarise
@@ -275,7 +275,7 @@ def test_without_a_floor_the_figure_keeps_only_the_dense_line():
 
 
 def test_the_floor_is_the_best_finished_embedding_bag_run_of_the_dataset():
-    from analysis.tables import floor_run
+    from analysis.reports.tables import floor_run
 
     def run(run_id, value, model="embedding-bag", dataset="sst2", kind="finetune", status="done"):
         return {"run_id": run_id, "kind": kind, "status": status, "model": model, "dataset": dataset,
@@ -367,8 +367,8 @@ def _legend_and_plots(svg: str) -> tuple[tuple[float, float, float, float], list
 
 @pytest.mark.parametrize("width", ["single", "double"])
 def test_exported_legends_never_cover_the_plot(width):
-    from analysis.export import ExportOptions, prepare_figure
-    from analysis.render import renderer
+    from analysis.figures.export import ExportOptions, prepare_figure
+    from analysis.figures.render import renderer
 
     _, summary = scale_summary()
     many = {f"{m} s=0.9 seed 0": [{"step": s, "loss": 1.0 / s} for s in (10, 20)] for m in figures.METHOD_ORDER[:6]}

@@ -20,14 +20,15 @@ import yaml
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from analysis import cli, commands
-from analysis.config import ConfigBase, FinetuneConfig, config_hash, load_yaml
-from analysis.demo import DemoConfig
-from analysis.errors import PruneScopeError
-from analysis.finetune import FINETUNE_METHODS, method_options
-from analysis.heads_run import HeadsConfig
-from analysis.probes.run import ProbeConfig
-from analysis.pruning import PRUNING_METHODS, PruneConfig
+from analysis.cli import base as cli
+from analysis.cli import commands
+from analysis.core.config import ConfigBase, FinetuneConfig, config_hash, load_yaml
+from analysis.studies.quick_tour import DemoConfig
+from analysis.core.errors import PruneScopeError
+from analysis.runs.finetune import FINETUNE_METHODS, method_options
+from analysis.runs.heads import HeadsConfig
+from analysis.runs.probe import ProbeConfig
+from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
 from analysis.studies.child_tuning_study import ChildTuningStudyConfig
 from analysis.studies.data_scale import ScaleConfig
 from analysis.studies.pruning_sweep import PruningSweep, PruningSweepConfig

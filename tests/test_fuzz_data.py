@@ -15,9 +15,9 @@ import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
-from analysis import data
-from analysis.config import DataConfig
-from analysis.errors import DataError, PruneScopeError
+from analysis.data import tasks as data
+from analysis.core.config import DataConfig
+from analysis.core.errors import DataError, PruneScopeError
 from tests.fuzz_common import fuzz_settings
 
 FUZZ = fuzz_settings(120)

@@ -18,11 +18,11 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from analysis import models
-from analysis.errors import PruneScopeError
-from analysis.pruning.masks import check_masks_fit, load_masks
-from analysis.pruning.unstructured import UnstructuredOptions, Unstructured, prunable_params
-from analysis.store import RunStore
+from analysis.models import loading as models
+from analysis.core.errors import PruneScopeError
+from analysis.methods.pruning.masks import check_masks_fit, load_masks
+from analysis.methods.pruning.unstructured import UnstructuredOptions, Unstructured, prunable_params
+from analysis.store.index import RunStore
 from tests.conftest import tiny_config
 from tests.fuzz_common import fuzz_settings
 
@@ -266,8 +266,8 @@ def test_a_sound_checkpoint_loads_with_its_own_weights(tmp_path):
 @given(content=mask_files())
 def test_a_prune_launch_with_bad_masks_writes_nothing(content, tiny_models, sentiment_files, private_store):
     """The whole `prune --masks FILE` path: a mask file that does not fit is refused before a run is claimed."""
-    from analysis.jobs import execute
-    from analysis.pruning import PruneConfig
+    from analysis.runs.experiment import execute
+    from analysis.methods.pruning import PruneConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "masks.safetensors"

@@ -25,9 +25,9 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from analysis.errors import PruneScopeError, StoreError
-from analysis.exchange import export_runs, import_runs
-from analysis.store import RunStore
+from analysis.core.errors import PruneScopeError, StoreError
+from analysis.store.bundles import export_runs, import_runs
+from analysis.store.index import RunStore
 from tests.fuzz_common import fuzz_settings
 
 RUN_IDS = ("00000000000000a1", "00000000000000b2", "00000000000000c3", "00000000000000d4")

@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import cli, jobs, models
-from analysis.arch import Arch
-from analysis.attributions import (Explained, TruncationWarning, attention_maps, encode_text, explain,
-                                   explain_side_by_side, token_attributions)
-from analysis.config import FinetuneConfig
-from analysis.errors import ConfigError
-from analysis.heads import HeadGates, gate_integrated_gradients, head_importance, remove_heads_
-from analysis.heads_run import HeadsConfig, example_losses
-from analysis.pruning import PruneConfig
-from analysis.store import RunStore
+from analysis.cli import base as cli
+from analysis.runs import experiment as jobs
+from analysis.models import loading as models
+from analysis.models.arch import Arch
+from analysis.methods.interpret.attributions import (Explained, TruncationWarning, attention_maps, encode_text, explain, explain_side_by_side, token_attributions)
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import ConfigError
+from analysis.models.heads import HeadGates, gate_integrated_gradients, head_importance, remove_heads_
+from analysis.runs.heads import HeadsConfig, example_losses
+from analysis.methods.pruning import PruneConfig
+from analysis.store.index import RunStore
 
 from .conftest import FAMILIES
 

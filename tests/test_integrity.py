@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from analysis.store import RunStore
-from analysis.workers import JobQueue
+from analysis.store.index import RunStore
+from analysis.runs.queue import JobQueue
 
 ROOT = Path(__file__).resolve().parent.parent
 A, B = "0123456789abcdef", "fedcba9876543210"

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from analysis.config import TrainConfig
-from analysis.errors import ModelError
-from analysis.lstm import LSTMClassifier, check_edge_tokens, reversal_index
-from analysis.sparse_optim import LazyAdamW, clip_grad_norm_, sparse_parameters
-from analysis.train import make_optimizer
+from analysis.core.config import TrainConfig
+from analysis.core.errors import ModelError
+from analysis.models.lstm import LSTMClassifier, check_edge_tokens, reversal_index
+from analysis.training.sparse_optim import LazyAdamW, clip_grad_norm_, sparse_parameters
+from analysis.training.loop import make_optimizer
 
 
 def batch(seed: int = 0, lengths=(9, 3, 5, 1, 7)):
@@ -112,9 +112,9 @@ def test_make_optimizer_routes_only_sparse_tables_to_the_lazy_update():
 
 
 def test_lstm_with_sparse_embeddings_learns_in_the_training_loop(tiny_models, sentiment_files):
-    from analysis.config import FinetuneConfig
-    from analysis.finetune import load_inputs
-    from analysis.train import fit
+    from analysis.core.config import FinetuneConfig
+    from analysis.runs.finetune import load_inputs
+    from analysis.training.loop import fit
 
     train, evaluation = sentiment_files
     cfg = FinetuneConfig.from_flat({}, {"model": "lstm", "tokenizer": str(tiny_models["bert"]), "dataset": str(train),

@@ -1,10 +1,11 @@
 import pytest
 import torch
 
-from analysis import jobs, models
-from analysis.arch import MODULE_TYPES, Arch
-from analysis.config import FinetuneConfig, ModelConfig
-from analysis.errors import ModelError
+from analysis.runs import experiment as jobs
+from analysis.models import loading as models
+from analysis.models.arch import MODULE_TYPES, Arch
+from analysis.core.config import FinetuneConfig, ModelConfig
+from analysis.core.errors import ModelError
 
 from .conftest import FAMILIES
 
@@ -37,8 +38,8 @@ def test_each_family_trains_one_step(tiny_models, sentiment_files, family):
 
 
 def test_same_seed_gives_identical_weights(tiny_models, sentiment_files):
-    from analysis.finetune import load_inputs
-    from analysis.train import fit
+    from analysis.runs.finetune import load_inputs
+    from analysis.training.loop import fit
 
     train, evaluation = sentiment_files
     cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analysis import paths
-from analysis.config import FinetuneConfig
-from analysis.errors import StoreError
-from analysis.exchange import import_runs
-from analysis.export import write_files
-from analysis.paths import PathError, check_run_id, child, confine, confine_config
-from analysis.store import RunStore
-from analysis.workers import JobQueue
+from analysis.core import paths
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import StoreError
+from analysis.store.bundles import import_runs
+from analysis.figures.export import write_files
+from analysis.core.paths import PathError, check_run_id, child, confine, confine_config
+from analysis.store.index import RunStore
+from analysis.runs.queue import JobQueue
 
 RID = "0123456789abcdef"
 

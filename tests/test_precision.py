@@ -8,10 +8,11 @@ import json
 import pytest
 import torch
 
-from analysis import jobs, precision
-from analysis.cli import main
-from analysis.config import FinetuneConfig, recorded_precision
-from analysis.errors import ConfigError
+from analysis.runs import experiment as jobs
+from analysis.core import precision
+from analysis.cli.base import main
+from analysis.core.config import FinetuneConfig, recorded_precision
+from analysis.core.errors import ConfigError
 
 
 @pytest.fixture
@@ -185,7 +186,7 @@ def test_set_threads_sets_torch_and_restores(monkeypatch):
 
 
 def test_bench_train_reports_the_median_round_and_mfu():
-    from analysis.bench import median_round, mfu
+    from analysis.bench.core import median_round, mfu
 
     rounds = [{"examples_per_second": v, "arm": i} for i, v in enumerate([130.0, 150.0, 120.0])]
     chosen = median_round(rounds)

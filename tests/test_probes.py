@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import jobs, models
-from analysis.config import DataConfig, FinetuneConfig
-from analysis.data import load_split, subsample
-from analysis.errors import ConfigError, DataError
-from analysis.heads import head_importance
-from analysis.probes.cka import linear_cka
-from analysis.probes.transfer import logistic_accuracy
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.models import loading as models
+from analysis.core.config import DataConfig, FinetuneConfig
+from analysis.data.tasks import load_split, subsample
+from analysis.core.errors import ConfigError, DataError
+from analysis.models.heads import head_importance
+from analysis.methods.probes.cka import linear_cka
+from analysis.methods.probes.transfer import logistic_accuracy
+from analysis.store.index import RunStore
 
 
 def test_cka_is_one_on_itself_and_invariant_to_rotation_and_scale():
@@ -35,8 +36,8 @@ def test_transfer_on_random_features_is_near_chance():
 
 @pytest.mark.slow
 def test_transfer_on_the_pretrained_model_is_well_above_chance():
-    from analysis.probes.features import text_features
-    from analysis.probes.run import load_target
+    from analysis.methods.probes.features import text_features
+    from analysis.runs.probe import load_target
 
     target = load_target(RunStore(), "default", torch.device("cpu"))
     train = subsample(load_split(DataConfig(dataset="mr"), "train"), 2000, seed=0)
@@ -48,7 +49,7 @@ def test_transfer_on_the_pretrained_model_is_well_above_chance():
 
 def test_importance_of_a_zeroed_head_is_zero(tiny_models):
     model = models.load_encoder_classifier(str(tiny_models["bert"]), 2)
-    from analysis.arch import Arch
+    from analysis.models.arch import Arch
 
     arch = Arch(model)
     with torch.no_grad():
@@ -66,7 +67,7 @@ def test_importance_of_a_zeroed_head_is_zero(tiny_models):
 
 
 def test_probe_run_on_a_fine_tuned_tiny_model(tiny_models, sentiment_files):
-    from analysis.probes.run import ProbeConfig
+    from analysis.runs.probe import ProbeConfig
 
     train, evaluation = sentiment_files
     rec = jobs.execute("finetune", FinetuneConfig.from_flat({}, {
@@ -85,7 +86,7 @@ def test_probe_run_on_a_fine_tuned_tiny_model(tiny_models, sentiment_files):
 
 
 def test_the_cka_sentences_are_drawn_under_the_probe_runs_seed():
-    from analysis.probes.cka import PROBE_SENTENCES, probe_texts
+    from analysis.methods.probes.cka import PROBE_SENTENCES, probe_texts
 
     corpus = load_split(DataConfig(dataset="wikitext2"), "train").texts[0]
     first, again, other = probe_texts(0), probe_texts(0), probe_texts(1)
@@ -95,8 +96,8 @@ def test_the_cka_sentences_are_drawn_under_the_probe_runs_seed():
 
 
 def test_a_probe_runs_seed_reaches_its_cka_sentences(monkeypatch):
-    from analysis.probes import cka
-    from analysis.probes.run import ProbeConfig
+    from analysis.methods.probes import cka
+    from analysis.runs.probe import ProbeConfig
 
     monkeypatch.setattr(cka, "PROBE_SENTENCES", 16)
     drawn = []  # the sentences each feature extraction was given (features faked: no forward passes)
@@ -115,7 +116,7 @@ def test_a_probe_runs_seed_reaches_its_cka_sentences(monkeypatch):
 
 
 def test_probe_of_a_missing_run_is_a_clear_error():
-    from analysis.probes.run import ProbeConfig
+    from analysis.runs.probe import ProbeConfig
 
     with pytest.raises(ConfigError, match="no run 'nope' in the store"):
         jobs.execute("probe", ProbeConfig(target="nope"))
@@ -128,9 +129,9 @@ def test_probe_of_a_missing_run_is_a_clear_error():
 def test_fidelity_of_a_pruning_run_without_teacher_uses_the_dense_fine_tune(tiny_models, sentiment_files):
     """gradual-magnitude learns from no teacher; its fidelity reference is the dense fine-tune with the same
     model, data and training settings, once that is in the store (never trained by the probe)."""
-    from analysis.probes.run import ProbeConfig
-    from analysis.pruning import PruneConfig
-    from analysis.pruning.experiment import teacher_config
+    from analysis.runs.probe import ProbeConfig
+    from analysis.methods.pruning import PruneConfig
+    from analysis.runs.prune import teacher_config
 
     train, evaluation = sentiment_files
     config = PruneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),

@@ -6,17 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from analysis import jobs, models
-from analysis.arch import Arch
-from analysis.compact import record_structure, remove_ffn_neurons_
-from analysis.config import FinetuneConfig
-from analysis.errors import ConfigError
-from analysis.heads import HeadGates, remove_heads_
-from analysis.pruning import PRUNING_METHODS, PruneConfig
-from analysis.pruning.masks import ScheduledMaskHook, check_masks_fit, magnitude_scores, select
-from analysis.pruning.unstructured import prunable_params
-from analysis.store import RunStore
-from analysis.train import fit
+from analysis.runs import experiment as jobs
+from analysis.models import loading as models
+from analysis.models.arch import Arch
+from analysis.models.compact import record_structure, remove_ffn_neurons_
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import ConfigError
+from analysis.models.heads import HeadGates, remove_heads_
+from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
+from analysis.methods.pruning.masks import ScheduledMaskHook, check_masks_fit, magnitude_scores, select
+from analysis.methods.pruning.unstructured import prunable_params
+from analysis.store.index import RunStore
+from analysis.training.loop import fit
 
 from .conftest import FAMILIES
 
@@ -64,8 +65,8 @@ def test_requested_sparsity_is_reached_and_measured(tiny_models, sentiment_files
     # the stored model loads back (compacted ones through their recorded structure) and predicts the same
     reloaded = models.load_encoder_classifier(str(rec.path / "model"), 2)
     stored = RunStore().load_arrays(rec.run_id, "predictions")["outputs"]
-    from analysis.finetune import load_inputs
-    from analysis.train import predict
+    from analysis.runs.finetune import load_inputs
+    from analysis.training.loop import predict
 
     inputs = load_inputs(prune_config(tiny_models, sentiment_files, method, 0.5).model,
                          prune_config(tiny_models, sentiment_files, method, 0.5).data, 0, need_train=False)
@@ -95,7 +96,7 @@ def test_structured_at_sparsity_zero_is_the_identity(tiny_models, sentiment_file
 
 
 def test_pruned_weights_stay_zero_through_training(tiny_models, sentiment_files):
-    from analysis.finetune import load_inputs
+    from analysis.runs.finetune import load_inputs
 
     cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(sentiment_files[0]),
                                         "eval_file": str(sentiment_files[1]), "epochs": 3, "batch_size": 8})
@@ -206,10 +207,10 @@ def test_a_mask_that_does_not_fit_is_refused(tiny_models):
 
 def test_cached_teacher_outputs_give_the_same_loss(tiny_models, sentiment_files):
     """Epoch 2 reads the teacher from the cache; the distillation terms must match a fresh forward."""
-    from analysis.distill import DistillHook, DistillWeights, TeacherCache
-    from analysis.finetune import load_inputs
-    from analysis.tokens import collate
-    from analysis.train import TrainState
+    from analysis.training.distill import DistillHook, DistillWeights, TeacherCache
+    from analysis.runs.finetune import load_inputs
+    from analysis.data.tokens import collate
+    from analysis.training.loop import TrainState
 
     cfg = prune_config(tiny_models, sentiment_files, "sparsebert", 0.5)
     inputs = load_inputs(cfg.model, cfg.data, 0)
@@ -234,8 +235,8 @@ def test_given_masks_are_retrained_and_bad_mask_files_refused_before_anything_is
         tiny_models, sentiment_files, tmp_path):
     from safetensors.torch import save_file
 
-    from analysis.errors import PruneScopeError
-    from analysis.store import RunStore
+    from analysis.core.errors import PruneScopeError
+    from analysis.store.index import RunStore
 
     first = jobs.execute("prune", prune_config(tiny_models, sentiment_files, "magnitude", 0.7)).record
     store = RunStore()
@@ -265,7 +266,7 @@ def test_given_masks_are_retrained_and_bad_mask_files_refused_before_anything_is
 
 def _head_pruned_pair(tiny_models, sentiment_files, keep):
     """(inputs, teacher with 4 heads a layer, student with only the heads `keep` of each layer, copied from it)."""
-    from analysis.finetune import load_inputs
+    from analysis.runs.finetune import load_inputs
 
     cfg = prune_config(tiny_models, sentiment_files, "sparsebert", 0.5)
     inputs = load_inputs(cfg.model, cfg.data, 0)
@@ -276,9 +277,9 @@ def _head_pruned_pair(tiny_models, sentiment_files, keep):
 
 def test_attention_distillation_refuses_a_student_with_fewer_heads_unless_its_heads_are_mapped(
         tiny_models, sentiment_files, recwarn):
-    from analysis.distill import Capture, DistillHook, DistillWeights, attention_term
-    from analysis.tokens import collate
-    from analysis.train import TrainState
+    from analysis.training.distill import Capture, DistillHook, DistillWeights, attention_term
+    from analysis.data.tokens import collate
+    from analysis.training.loop import TrainState
 
     cfg, inputs, teacher = _head_pruned_pair(tiny_models, sentiment_files, keep=(1, 2))
     state = TrainState(inputs.model, None, cfg.train, 1)

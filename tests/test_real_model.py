@@ -2,8 +2,8 @@
 
 import pytest
 
-from analysis import jobs
-from analysis.config import FinetuneConfig
+from analysis.runs import experiment as jobs
+from analysis.core.config import FinetuneConfig
 
 pytestmark = pytest.mark.slow
 

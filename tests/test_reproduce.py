@@ -6,13 +6,13 @@ import json
 
 import pytest
 
-from analysis import jobs
-from analysis.cli import main
-from analysis.config import FinetuneConfig
-from analysis.errors import ConfigError, StoreError
-from analysis.exchange import export_runs, import_runs
-from analysis.reproduce import reproduce
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.cli.base import main
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import ConfigError, StoreError
+from analysis.store.bundles import export_runs, import_runs
+from analysis.cli.reproduce import reproduce
+from analysis.store.index import RunStore
 
 
 def tiny_finetune(tiny_models, sentiment_files) -> FinetuneConfig:
@@ -65,8 +65,8 @@ def test_an_imported_run_without_weights_reproduces_and_in_place_gets_its_weight
 
 
 def test_a_probe_run_brings_its_target_and_teacher_along(tiny_models, sentiment_files, tmp_path):
-    from analysis.probes.run import ProbeConfig
-    from analysis.pruning import PruneConfig
+    from analysis.runs.probe import ProbeConfig
+    from analysis.methods.pruning import PruneConfig
 
     train, evaluation = sentiment_files
     prune = PruneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train), "sparsity": 0.5,

@@ -19,12 +19,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from analysis import checkpoint, cli, jobs
-from analysis.config import FinetuneConfig, TrainConfig, without_defaults
-from analysis.errors import StoreError
-from analysis.pruning import PruneConfig
-from analysis.settings import PROJECT_ROOT
-from analysis.store import RunStore
+from analysis.training import checkpoint
+from analysis.cli import base as cli
+from analysis.runs import experiment as jobs
+from analysis.core.config import FinetuneConfig, TrainConfig, without_defaults
+from analysis.core.errors import StoreError
+from analysis.methods.pruning import PruneConfig
+from analysis.core.settings import PROJECT_ROOT
+from analysis.store.index import RunStore
 
 
 @pytest.fixture(autouse=True)
@@ -336,7 +338,7 @@ def logged_step(store: RunStore) -> tuple[str | None, int]:
 
 
 def test_sigkill_at_a_random_step_then_resume_matches_the_uninterrupted_run(tiny_models, tmp_path, monkeypatch):
-    import analysis.store as store_module
+    import analysis.store.index as store_module
 
     train, evaluation = bigger_task(tmp_path)
     yaml_file = tmp_path / "run.yaml"

@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from analysis import jobs
-from analysis.config import FinetuneConfig
-from analysis.errors import ConfigError, DataError
-from analysis.stats import describe, paired_difference
-from analysis.store import RunStore
+from analysis.runs import experiment as jobs
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import ConfigError, DataError
+from analysis.core.stats import describe, paired_difference
+from analysis.store.index import RunStore
 from analysis.studies.curves import break_even, crossing, fit_curve, power_law
 from analysis.studies.data_scale import ScaleConfig
 
@@ -50,13 +50,13 @@ def test_study_runs_and_resumes_after_a_crash(tiny_models, sentiment_files, monk
                 raise KeyboardInterrupt("simulated kill")
         return real(kind, config, *a, **k)
 
-    monkeypatch.setattr("analysis.executors.execute", crash_on_third)
+    monkeypatch.setattr("analysis.runs.executors.execute", crash_on_third)
     with pytest.raises(KeyboardInterrupt):
         jobs.execute("study-scale", cfg)
     store = RunStore()
     finished = {r["run_id"] for r in store.list(kind="finetune") if r["status"] == "done"}
     assert len(finished) == 2 and store.list(kind="study-scale")[0]["status"] == "interrupted"
-    monkeypatch.setattr("analysis.executors.execute", real)
+    monkeypatch.setattr("analysis.runs.executors.execute", real)
     rec = jobs.execute("study-scale", cfg).record
     table = store.load_artifact_json(rec.run_id, "table")
     assert len(table) == 4 and finished <= {r["run_id"] for r in table}

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.config import FinetuneConfig
-from analysis.jobs import canonical
-from analysis.processes import process_alive, signal_group
-from analysis.store import RunStore
-from analysis.workers import JobQueue
+from analysis.core.config import FinetuneConfig
+from analysis.runs.experiment import canonical
+from analysis.core.processes import process_alive, signal_group
+from analysis.store.index import RunStore
+from analysis.runs.queue import JobQueue
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUESTS, IDENTICAL, POOL = 8, 4, 2

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from analysis.models import load_encoder_classifier
-from analysis.pruning.masks import apply_masks_, magnitude_scores, select
-from analysis.pruning.unstructured import prunable_params
-from analysis.sparse_exec import CSRLinear, to_sparse_execution_
-from analysis.errors import ConfigError
+from analysis.models.loading import load_encoder_classifier
+from analysis.methods.pruning.masks import apply_masks_, magnitude_scores, select
+from analysis.methods.pruning.unstructured import prunable_params
+from analysis.models.sparse_exec import CSRLinear, to_sparse_execution_
+from analysis.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("family", ["bert", "roberta", "distilbert", "electra"])
@@ -40,7 +40,7 @@ def test_the_numba_kernel_leaves_torchs_thread_count_alone():
     """numba's first call starts an OpenMP pool that resets torch's thread count; the layer puts it back."""
     import torch
 
-    from analysis.sparse_exec import CSRLinear
+    from analysis.models.sparse_exec import CSRLinear
 
     before = torch.get_num_threads()
     try:

@@ -4,11 +4,11 @@ import time
 import numpy as np
 import pytest
 
-from analysis import jobs
-from analysis.config import FinetuneConfig
-from analysis.errors import StoreError
-from analysis.finetune import Finetune
-from analysis.store import RunStore, write_atomic
+from analysis.runs import experiment as jobs
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import StoreError
+from analysis.runs.finetune import Finetune
+from analysis.store.index import RunStore, write_atomic
 
 R1 = "0123456789abcdef"  # run ids are 16 lowercase hex digits
 DEAD_PID = 4_194_304 + 4_321  # above Linux's pid_max: never a live process
@@ -141,9 +141,9 @@ def test_a_crashed_run_is_marked_failed_and_keeps_its_logs(tiny_models, sentimen
 
 
 def test_an_experiment_looks_up_teachers_in_the_store_it_was_given(tiny_models, sentiment_files, tmp_path):
-    from analysis import jobs
-    from analysis.config import FinetuneConfig
-    from analysis.pruning import PruneConfig
+    from analysis.runs import experiment as jobs
+    from analysis.core.config import FinetuneConfig
+    from analysis.methods.pruning import PruneConfig
 
     other = RunStore(tmp_path / "elsewhere")  # not $PRUNESCOPE_STORE
     flat = {"model": str(tiny_models["bert"]), "dataset": str(sentiment_files[0]),

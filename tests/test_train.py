@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from analysis.metrics import compute
-from analysis.tokens import Encoded, batch_order, collate
+from analysis.training.metrics import compute
+from analysis.data.tokens import Encoded, batch_order, collate
 
 
 def test_batch_order_covers_every_example_once():
@@ -57,8 +57,8 @@ def test_metrics_match_references():
 
 
 def test_regression_task_trains(tmp_path, tiny_models):
-    from analysis import jobs
-    from analysis.config import FinetuneConfig
+    from analysis.runs import experiment as jobs
+    from analysis.core.config import FinetuneConfig
 
     rows = "".join(f"w{i} x,w{i} y,{i % 5 + 0.5}\n" for i in range(40))
     f = tmp_path / "r.csv"
@@ -73,8 +73,8 @@ def test_regression_task_trains(tmp_path, tiny_models):
 def test_best_epoch_is_chosen_on_the_held_out_loss_or_metric(tiny_models, sentiment_files):
     """select_on: "loss" keeps the epoch with the lowest held-out loss, "metric" the first with the best metric,
     "metric-then-loss" the best metric with ties broken by the loss (the held-out loss is recorded always)."""
-    from analysis import jobs
-    from analysis.config import FinetuneConfig
+    from analysis.runs import experiment as jobs
+    from analysis.core.config import FinetuneConfig
 
     train, evaluation = sentiment_files
     for select_on in ("loss", "metric", "metric-then-loss"):
@@ -95,7 +95,7 @@ def test_best_epoch_is_chosen_on_the_held_out_loss_or_metric(tiny_models, sentim
 def test_metric_ties_are_broken_by_the_loss_and_reset_patience():
     from types import SimpleNamespace
 
-    from analysis.train import BestEpoch, held_out_score
+    from analysis.training.loop import BestEpoch, held_out_score
 
     task, model = SimpleNamespace(metrics=("accuracy",)), torch.nn.Linear(1, 1)
     history = [(0.6, 0.68), (0.6, 0.66), (0.6, 0.64), (0.6, 0.62), (0.8, 0.54), (0.7, 0.52)]  # (accuracy, loss)
@@ -113,8 +113,8 @@ def test_metric_ties_are_broken_by_the_loss_and_reset_patience():
 
 
 def test_a_checkpoint_written_before_select_on_resumes_its_best_score():
-    from analysis.checkpoint import _load_best
-    from analysis.train import BestEpoch
+    from analysis.training.checkpoint import _load_best
+    from analysis.training.loop import BestEpoch
 
     best = BestEpoch(patience=3)
     _load_best(best, {"best": 0.8, "best_epoch": 2, "bad_epochs": 1, "state": None})  # one float, as before
@@ -125,8 +125,8 @@ def test_a_checkpoint_written_before_select_on_resumes_its_best_score():
 
 def _lr_sequence(model, schedule: str, warmup: int, total: int, lr: float = 1e-3) -> list[float]:
     """The learning rate each of `total` optimizer steps uses under `schedule`."""
-    from analysis.config import TrainConfig
-    from analysis.train import lr_schedule, make_optimizer
+    from analysis.core.config import TrainConfig
+    from analysis.training.loop import lr_schedule, make_optimizer
 
     optimizer = make_optimizer(model, TrainConfig(lr=lr))
     scheduler = lr_schedule(optimizer, schedule, warmup, total)
@@ -159,11 +159,11 @@ def test_lr_schedules_warm_up_then_hold_or_decay(tiny_models):
 def test_lr_schedule_is_a_validated_setting_used_by_the_loop(tiny_models, sentiment_files):
     import pytest
 
-    from analysis import jobs
-    from analysis.config import LR_SCHEDULES, FinetuneConfig, TrainConfig
-    from analysis.errors import ConfigError
-    from analysis.store import RunStore
-    from analysis.train import LR_SCHEDULES as IMPLEMENTED
+    from analysis.runs import experiment as jobs
+    from analysis.core.config import LR_SCHEDULES, FinetuneConfig, TrainConfig
+    from analysis.core.errors import ConfigError
+    from analysis.store.index import RunStore
+    from analysis.training.loop import LR_SCHEDULES as IMPLEMENTED
 
     assert set(LR_SCHEDULES) == set(IMPLEMENTED)
     with pytest.raises(ConfigError, match="lr_schedule.*'step'.*constant"):

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from analysis import workers
-from analysis.config import FinetuneConfig
-from analysis.errors import StoreError
-from analysis.processes import process_alive
-from analysis.store import RunStore
-from analysis.workers import JobQueue
+from analysis.runs import queue as workers
+from analysis.core.config import FinetuneConfig
+from analysis.core.errors import StoreError
+from analysis.core.processes import process_alive
+from analysis.store.index import RunStore
+from analysis.runs.queue import JobQueue
 
 
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
@@ -129,7 +129,7 @@ def test_rerun_deletes_the_failed_record_and_queues_its_config(tiny_models, sent
     monkeypatch.setenv("PRUNESCOPE_WORKERS", "0")
     store = RunStore()
     cfg = tiny_finetune(tiny_models, sentiment_files)
-    from analysis.jobs import run_id
+    from analysis.runs.experiment import run_id
 
     rid = run_id("finetune", cfg)
     store.claim(rid, "finetune", cfg.to_dict(), {"method": "vanilla"})
@@ -146,7 +146,7 @@ def test_a_submitted_id_is_the_id_the_worker_stores(tiny_models, sentiment_files
     """A config holding an int in a float field is hashed as the worker will rebuild it from JSON."""
     import dataclasses
 
-    from analysis.jobs import run_id
+    from analysis.runs.experiment import run_id
 
     monkeypatch.setenv("PRUNESCOPE_WORKERS", "0")
     config = tiny_finetune(tiny_models, sentiment_files)

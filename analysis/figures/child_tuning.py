@@ -12,9 +12,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..config import BASELINE_MODELS
-from .base import distinct_labels, layout, log_y_axis, series_colour, side_legend
-from .registry import FigureResult, register_figure
+from analysis.core.config import BASELINE_MODELS
+from analysis.figures.base import distinct_labels, layout, log_y_axis, series_colour, side_legend
+from analysis.figures.registry import FigureResult, register_figure
 
 METHOD_ORDER = ("vanilla", "child-f", "child-d")
 
@@ -222,7 +222,7 @@ def transfer_table(transfer: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
     """(per-run rows, summary, complete) of a Child-Tuning study; an unfinished one is summarised from the
     runs it has finished so far (its run_done log events; transfer is evaluated only at the end)."""
-    from ..studies.child_tuning_study import mask_overlap, summarise
+    from analysis.studies.child_tuning_study import mask_overlap, summarise
 
     record = store.require(run_id)
     if record.status == "done":
@@ -293,7 +293,7 @@ def finetune_rows(store: Any, run_ids: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _need(condition: bool, problem: str) -> None:
-    from .registry import NotApplicable
+    from analysis.figures.registry import NotApplicable
 
     if not condition:
         raise NotApplicable(problem, fix="run the study with `python -m analysis sweep child-tuning --seeds 0,1,2`"

@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .base import distinct_labels, layout, series_colour, side_legend
-from .registry import FigureResult, NotApplicable, register_figure
+from analysis.figures.base import distinct_labels, layout, series_colour, side_legend
+from analysis.figures.registry import FigureResult, NotApplicable, register_figure
 
 
 def metrics_side_by_side(metrics: pd.DataFrame, labels: dict[str, str] | None = None) -> go.Figure:
@@ -66,7 +66,7 @@ def paired_differences(pairs: pd.DataFrame, labels: dict[str, str] | None = None
 
 
 def _comparison(store: Any, run_ids: Sequence[str]) -> tuple[Any, dict[str, str]]:
-    from ..compare import comparable_runs, compare_runs, run_label
+    from analysis.reports.compare import comparable_runs, compare_runs, run_label
 
     order = {r: i for i, r in enumerate(run_ids)}
     picked = sorted((r["run_id"] for r in comparable_runs(store, run_ids)), key=order.__getitem__)

@@ -9,8 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .base import layout, series_colour, series_dash, side_legend
-from .registry import FigureResult, NotApplicable, register_figure
+from analysis.figures.base import layout, series_colour, series_dash, side_legend
+from analysis.figures.registry import FigureResult, NotApplicable, register_figure
 
 TRANSFER_TASKS = ("mr", "cr", "subj", "mpqa")
 # (probe, key, column label): the scalars of the probe table, in reading order

@@ -8,12 +8,11 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..arch import MODULE_TYPES
-from ..store import RunStore
-from ..tables import floor_run, prune_rows, teacher_metric
-from .pruning import (latency_vs_metric, metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap,
-                      training_curves)
-from .registry import FigureResult, NotApplicable, register_figure
+from analysis.models.arch import MODULE_TYPES
+from analysis.store.index import RunStore
+from analysis.reports.tables import floor_run, prune_rows, teacher_metric
+from analysis.figures.pruning import (latency_vs_metric, metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap, training_curves)
+from analysis.figures.registry import FigureResult, NotApplicable, register_figure
 
 MAX_HEATMAP_PANELS = 4
 
@@ -168,7 +167,7 @@ def _training_curves(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
 
 def latency_inputs(store: RunStore, rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
     """(finished fine-tune/prune runs with a stored latency.json as figure rows, ids of those without one)."""
-    from ..latency import latency_rows
+    from analysis.reports.latency import latency_rows
 
     candidates = [r for r in rows if r["kind"] in ("finetune", "prune") and r["status"] == "done"]
     measured, missing = latency_rows(store, candidates)

@@ -31,9 +31,9 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..errors import PruneScopeError
-from ..registry import Registry
-from ..store import RunStore
+from analysis.core.errors import PruneScopeError
+from analysis.core.registry import Registry
+from analysis.store.index import RunStore
 
 
 class NotApplicable(PruneScopeError):

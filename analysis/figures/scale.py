@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..studies.curves import power_law
-from .base import layout, log_axis, metric_range, series_colour, side_legend
-from .registry import FigureResult, register_figure
+from analysis.studies.curves import power_law
+from analysis.figures.base import layout, log_axis, metric_range, series_colour, side_legend
+from analysis.figures.registry import FigureResult, register_figure
 
 ARM_ORDER = ("transformer", "lstm", "lstm-pretrained", "embedding-bag")
 EXTRAPOLATE_FACTOR = 30.0  # fitted curves continue (dashed) to 30x the largest size measured
@@ -227,7 +227,7 @@ def scale_metric(rows: Sequence[Mapping[str, Any]]) -> str:
 def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
     """(per-run rows, summary, complete) of a data-scale study; a running or stopped study is summarised
     from the points it has finished so far (its run_done log events)."""
-    from ..studies.data_scale import summarise
+    from analysis.studies.data_scale import summarise
 
     record = store.require(run_id)
     if record.status == "done":
@@ -240,7 +240,7 @@ def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[st
 
 
 def _study(store: Any, run_ids: Sequence[str]) -> tuple[str, list[dict[str, Any]], dict[str, Any], bool]:
-    from .registry import NotApplicable
+    from analysis.figures.registry import NotApplicable
 
     for run_id in run_ids:
         if store.require(run_id).kind == "study-scale":

@@ -12,7 +12,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.colors import get_colorscale
 
-from .base import LINE_COLOURS
+from analysis.figures.base import LINE_COLOURS
 
 PX_PER_INCH = 96  # CSS pixels: plotly's width/height and font sizes are in these (12 px prints as 9 pt)
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")

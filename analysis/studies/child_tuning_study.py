@@ -9,14 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigBase, DataConfig, FinetuneConfig, check
-from ..data import get_card, load_split
-from ..evaluate import evaluate_on
-from ..finetune import input_fingerprints
-from ..executors import Member, run_members
-from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult
-from ..stats import describe, jaccard, paired_difference
-from ..store import RunStore
+from analysis.core.config import ConfigBase, DataConfig, FinetuneConfig, check
+from analysis.data.tasks import get_card, load_split
+from analysis.training.evaluate import evaluate_on
+from analysis.runs.finetune import input_fingerprints
+from analysis.runs.executors import Member, run_members
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
+from analysis.core.stats import describe, jaccard, paired_difference
+from analysis.store.index import RunStore
 
 
 @dataclass(frozen=True)

@@ -14,15 +14,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..config import SELECT_ON, ConfigBase, FinetuneConfig, ModelConfig, check
-from ..data import get_card, is_user_file, load_split
-from ..errors import DataError
-from ..finetune import input_fingerprints
-from ..executors import Member, run_members
-from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult
-from ..registry import Registry
-from ..stats import describe
-from .curves import break_even, fit_curve
+from analysis.core.config import SELECT_ON, ConfigBase, FinetuneConfig, ModelConfig, check
+from analysis.data.tasks import get_card, is_user_file, load_split
+from analysis.core.errors import DataError
+from analysis.runs.finetune import input_fingerprints
+from analysis.runs.executors import Member, run_members
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
+from analysis.core.registry import Registry
+from analysis.core.stats import describe
+from analysis.studies.curves import break_even, fit_curve
 
 ARMS: Registry[Callable[["ScaleConfig"], ModelConfig]] = Registry("data-scale arm")
 

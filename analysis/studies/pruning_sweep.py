@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigBase, check
-from ..errors import ConfigError
-from ..executors import Member, run_members
-from ..jobs import EXPERIMENTS, Experiment, RunContext, RunResult
-from ..pruning import PRUNING_METHODS, PruneConfig
+from analysis.core.config import ConfigBase, check
+from analysis.core.errors import ConfigError
+from analysis.runs.executors import Member, run_members
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
+from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""Commands `heads` (head importance, stored as a run), `explain` (attention and token attributions of one
+text, optionally two models side by side) and the `bench heads` benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from typing import Any
+
+from analysis.methods.interpret.attributions import TruncationWarning, explain_side_by_side
+from analysis.methods.interpret.attributions import explain as explain_one
+from analysis.bench.core import BENCHES, in_subprocess, peak_rss_mb
+from analysis.cli.base import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
+from analysis.cli.commands import add_dry_run_flag, describe_outcome, dry_run, run_with_bar
+from analysis.core.errors import ConfigError
+from analysis.runs.heads import HeadsConfig, load_explained
+from analysis.core.precision import autocast, resolve
+from analysis.store.index import RunStore
+
+
+def _heads_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="a run id (a finetune/prune run with weights), or 'default'")
+    add_field_flags(parser, {k: v for k, v in HeadsConfig.flat_fields().items() if k != "target"}, "head importance")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    add_dry_run_flag(parser)
+
+
+def describe_heads(result: dict[str, Any]) -> str:
+    if result.get("status") == "dry-run":
+        return describe_outcome(result)
+    lines = [f"run {result['run_id']}: {result['status']} ({'from the store' if result['cached'] else 'new run'}), "
+             f"{result['importance']['examples']} examples of {result['importance']['dataset']} "
+             f"(integrated gradients on {result['importance']['ig_examples']})"]
+    for name, key in (("Michel importance (L2-normalised per layer)", "michel"), ("IG on gates, E|IG|", "ig")):
+        lines.append(name + ", layers x heads (- = removed):")
+        for layer, row in enumerate(result["importance"][key]):
+            lines.append(f"  layer {layer}: " + " ".join("  -  " if v is None else f"{v:.3f}" for v in row))
+    lines.append(f"IG relative convergence delta: {result['metrics'].get('ig_relative_delta', float('nan')):.2e}")
+    return "\n".join(lines + [f"  {result['path']}"])
+
+
+@command("heads", "head importance (Michel et al. + integrated gradients on the gates) of a run or 'default'",
+         describe_heads)
+@arguments(_heads_arguments)
+def heads(args: argparse.Namespace) -> dict[str, Any]:
+    config = HeadsConfig.from_flat(base_config(args), {**flags_given(args), "target": args.target})
+    if args.dry_run:
+        return dry_run("heads", config, args.device)
+    _, out, out["importance"] = run_with_bar("heads", config, f"heads {args.target}", args.device, "heads")
+    return out
+
+
+def _explain_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", help="a run id (a finetune/prune run with weights), or 'default'")
+    parser.add_argument("--text", required=True, help="the input to explain (cut to the model's maximum length)")
+    parser.add_argument("--compare", metavar="RUN_ID", help="a second model (run id or default), side by side")
+    parser.add_argument("--layer", type=int, help="only this layer's attention (default: every layer)")
+    parser.add_argument("--head", type=int, help="only this head's attention (needs --layer)")
+    parser.add_argument("--target-class", type=int, help="the class to attribute (default: the prediction)")
+    parser.add_argument("--steps", type=int, default=50, help="integration steps for the token attributions")
+    parser.add_argument("--max-length", type=int, help="cut the text to this many tokens (default: the model's)")
+    add_precision_flag(parser, default="fp32")  # token attributions (integrated gradients) need fp32's accuracy
+
+
+def describe_explain(result: dict[str, Any]) -> str:
+    lines = [f"warning: {w}" for w in result["warnings"]]
+    for side in result["models"]:
+        lines.append(f"{side['name']}: class {side['target']}, p={[round(p, 3) for p in side['prediction']]}, "
+                     f"sum of attributions {side['attribution_sum']:.4f}, delta {side['delta']:.2e}")
+        lines.append("  " + " ".join(f"{t}({a:+.3f})" for t, a in zip(side["tokens"], side["attributions"])))
+        lines += [f"  note: {note}" for note in side["notes"]]
+    return "\n".join(lines)
+
+
+@command("explain", "attention maps and token attributions of a model (or two side by side) on one text",
+         describe_explain)
+@arguments(_explain_arguments)
+def explain(args: argparse.Namespace) -> dict[str, Any]:
+    store = RunStore()
+    if not 1 <= args.steps <= 1000:
+        raise ConfigError(f"--steps {args.steps} is out of range", fix="use e.g. --steps 50 (1..1000)")
+    names = [args.target] + ([args.compare] if args.compare else [])
+    loaded = {n: load_explained(store, n) for n in names if n != "default"}
+    labels = next((int(m.model.config.num_labels) for m in loaded.values()), 2)
+    loaded.update({n: load_explained(store, n, labels) for n in names if n == "default"})
+    options = dict(layer=args.layer, head=args.head, target=args.target_class, n_steps=args.steps,
+                   max_length=args.max_length)
+    with warnings.catch_warnings(record=True) as caught, autocast("cpu", resolve(args.precision, "cpu")):
+        warnings.simplefilter("always")
+        if args.compare:
+            both = explain_side_by_side(loaded[args.target], loaded[args.compare], args.text, **options)
+            sides = [both["left"], both["right"]]
+        else:
+            sides = [explain_one(loaded[args.target], args.text, **options)]
+    messages = list(dict.fromkeys(str(w.message) for w in caught if isinstance(w.message, TruncationWarning)))
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+    return {"status": "ok", "text": args.text, "models": sides, "warnings": messages}
+
+
+def _bench_heads_worker(model_name: str, dataset: str, batch_size: int, threads: int, seed: int,
+                        ig_examples: int, ig_steps: int) -> dict[str, Any]:
+    import torch
+
+    from analysis.core.config import DataConfig
+    from analysis.data.tasks import load_task
+    from analysis.models.heads import gate_integrated_gradients, head_importance
+    from analysis.runs.heads import IG_ROWS, example_losses, labelled_batches
+    from analysis.data.tokens import encode
+
+    from analysis.core.precision import set_threads
+
+    set_threads(threads=threads)
+    start = time.perf_counter()
+    task = load_task(DataConfig(dataset=dataset), seed, need_train=False)
+    explained = load_explained(RunStore(), model_name, task.card.num_labels, seed)
+    model, tokenizer = explained.model, explained.tokenizer
+    enc = encode(task.eval, tokenizer, 128)
+    losses = example_losses(task.card.num_labels, HeadsConfig().precision)
+    load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    head_importance(model, labelled_batches(model, enc, batch_size, tokenizer), lambda m, b: losses(m, b).mean())
+    michel = time.perf_counter() - start
+    from analysis.data.tasks import subsample
+
+    small = encode(subsample(task.eval, min(ig_examples, len(task.eval)), seed, "ig_examples"), tokenizer, 128)
+    start = time.perf_counter()
+    ig = gate_integrated_gradients(model, labelled_batches(model, small, batch_size, tokenizer), losses, ig_steps,
+                                   internal_batch_size=max(IG_ROWS, batch_size))
+    ig_seconds = time.perf_counter() - start
+    return {"examples": len(enc), "load_seconds": load_seconds, "michel_seconds": michel,
+            "michel_examples_per_second": len(enc) / michel, "ig_examples": len(small), "ig_steps": ig_steps,
+            "ig_seconds": ig_seconds, "ig_seconds_per_example": ig_seconds / len(small),
+            "ig_relative_delta": ig.relative_delta, "threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb()}
+
+
+@BENCHES.register("heads")
+def bench_heads(args: argparse.Namespace) -> dict[str, Any]:
+    """Michel head importance on the full dev set (and IG on the gates on a subset), in a fresh process."""
+    load_before = os.getloadavg()
+    config = HeadsConfig()  # the `heads` command's defaults (batch size, IG steps), not the training benches'
+    out = in_subprocess(_bench_heads_worker, args.model, args.dataset, config.batch_size, args.threads, args.seed,
+                        config.ig_examples or 872, config.ig_steps)
+    return {"benchmark": "heads", "model": args.model, "dataset": args.dataset, "batch_size": config.batch_size,
+            **out, "target_seconds": 60.0, "michel_under_target": out["michel_seconds"] < 60.0,
+            "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
+            "note": "load averages above the core count mean other processes shared the CPU during the timing"}

@@ -1,0 +1,149 @@
+"""Export finished runs to small files under results/ (no weights) and import them into a store.
+
+A newcomer's empty store is filled from results/ so every page shows real studies at once; each entry
+keeps its full config, seed, versions and metrics, so `reproduce` can run it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from analysis.core.errors import StoreError
+from analysis.core.paths import check_run_id, child
+from analysis.store.index import RunStore, write_atomic, write_json
+
+MAX_ARTEFACT_BYTES = 2_000_000  # JSON artefacts larger than this (none today) stay out of results/
+ARRAY_ARTEFACTS = ("predictions",)  # small arrays worth keeping (dev outputs, for paired comparisons)
+
+
+def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[str, Any]:
+    """Write one JSON line per run (and its sub-runs, for studies) to folder/runs.jsonl."""
+    seen: dict[str, dict[str, Any]] = {}
+    pending = list(run_ids)
+    while pending:
+        rid = pending.pop(0)
+        if rid in seen:
+            continue
+        entry = export_entry(store, rid)
+        seen[rid] = entry
+        pending.extend(entry["record"].get("summary", {}).get("run_ids", []))
+        pending.extend(r["run_id"] for r in entry["artefacts"].get("table.json", []) if isinstance(r, dict) and "run_id" in r)
+        teacher = entry["record"].get("teacher")
+        if teacher:
+            pending.append(teacher)
+    lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in seen.values())
+    write_atomic(folder / "runs.jsonl", lines.encode())
+    return {"folder": str(folder), "runs": len(seen), "bytes": len(lines)}
+
+
+def export_entry(store: RunStore, run_id: str) -> dict[str, Any]:
+    rec = store.require(run_id)
+    if rec.status != "done":
+        raise StoreError(f"run {run_id} is {rec.status}", fix="export finished runs only")
+    folder = rec.path / "artefacts"
+    artefacts, arrays = {}, {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if path.stat().st_size <= MAX_ARTEFACT_BYTES:
+            artefacts[path.name] = json.loads(path.read_text())
+    for name in ARRAY_ARTEFACTS:
+        if (folder / f"{name}.safetensors").is_file():
+            arrays[name] = {k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.reshape(-1).tolist()}
+                            for k, v in store.load_arrays(run_id, name).items()}
+    return {"run_id": run_id, "kind": rec.kind, "row": {k: rec.row[k] for k in ("method", "dataset", "model", "seed",
+                                                                                "label", "created", "duration")},
+            "record": store.record(run_id), "history": store.read_metrics(run_id), "artefacts": artefacts,
+            "arrays": arrays}
+
+
+def import_runs(store: RunStore, folder: Path) -> dict[str, Any]:
+    """Add every run of folder/**/runs.jsonl that the store does not have yet."""
+    files = sorted(Path(folder).rglob("runs.jsonl"))
+    if not files:
+        raise StoreError(f"no runs.jsonl under {folder}", fix="point at a results/ folder written by export")
+    added = skipped = 0
+    for file in files:
+        try:
+            lines = file.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise StoreError(f"{file} is not UTF-8 text", fix="re-export the results") from None
+        for n, line in enumerate(lines, 1):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                raise StoreError(f"{file} line {n} is not valid JSON", fix="re-export the results") from None
+            _check_entry(entry, f"{file} line {n}")
+            check_run_id(entry.get("run_id"), f"{file} line {n}: run id")
+            if store.get(entry["run_id"]) is not None:
+                skipped += 1
+                continue
+            import_entry(store, entry, f"{file} line {n}")
+            added += 1
+    return {"added": added, "skipped": skipped, "files": [str(f) for f in files]}
+
+
+def import_entry(store: RunStore, entry: dict[str, Any], where: str = "entry") -> None:
+    """Write the run's folder under a temporary name, move it into place, then index it: a crash leaves no half run."""
+    _check_entry(entry, where)
+    rid, record = entry["run_id"], entry["record"]
+    run_dir = store.run_dir(rid)
+    if run_dir.exists():
+        raise StoreError(f"{where}: folder {run_dir} exists but run {rid} is not in the index",
+                         fix="run `python -m analysis check-store` and remove the stray folder")
+    staging = Path(tempfile.mkdtemp(dir=store.root, prefix=f".import-{rid}-"))
+    try:
+        for name, obj in entry["artefacts"].items():
+            write_json(child(staging / "artefacts", name, "artefact name"), obj)
+        for name, arrays in entry.get("arrays", {}).items():
+            write_atomic(child(staging / "artefacts", f"{name}.safetensors", "artefact name"),
+                         save_arrays_bytes(_arrays(arrays, f"{where}: arrays {name!r}"), f"{where}: arrays {name!r}"))
+        history = "".join(json.dumps(h) + "\n" for h in entry.get("history", []))
+        write_atomic(staging / "metrics.jsonl", history.encode())
+        write_json(staging / "record.json", {**record, "imported": time.time()})
+        os.replace(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    store.insert_done(rid, entry["kind"], record, entry["row"])
+
+
+ENTRY_TYPES = {"run_id": str, "kind": str, "record": dict, "row": dict, "artefacts": dict, "arrays": dict,
+               "history": list}
+
+
+def _check_entry(entry: Any, where: str) -> None:
+    """An exported entry has the fields export_entry writes, of the right types."""
+    if not isinstance(entry, dict):
+        raise StoreError(f"{where} is not a JSON object", fix="re-export the results")
+    for key, kind in ENTRY_TYPES.items():
+        if key in ("arrays", "history") and key not in entry:
+            continue  # older exports have neither
+        if not isinstance(entry.get(key), kind):
+            raise StoreError(f"{where}: field {key!r} is missing or not a {kind.__name__}", fix="re-export the results")
+
+
+def _arrays(arrays: Any, where: str) -> dict[str, np.ndarray]:
+    """Exported arrays ({name: {dtype, shape, data}}) back as numpy arrays, or a StoreError naming the entry."""
+    try:
+        return {str(k): np.asarray(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
+                for k, v in arrays.items()}
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise StoreError(f"{where} cannot be read back ({type(exc).__name__}: {exc})",
+                         fix="re-export the results") from None
+
+
+def save_arrays_bytes(arrays: dict[str, np.ndarray], where: str) -> bytes:
+    """Arrays as safetensors bytes; a dtype safetensors cannot hold is a StoreError naming the entry."""
+    from safetensors.numpy import save
+
+    try:
+        return save({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    except Exception as exc:  # safetensors refuses e.g. object and void dtypes
+        raise StoreError(f"{where} cannot be stored ({exc})", fix="re-export the results") from None
