@@ -2,7 +2,6 @@
 
 import sys
 
-from analysis import plugins  # noqa: F401  (modules register their commands and methods)
 from analysis.cli.base import main
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import streamlit as st
 
 from analysis import figures
 from analysis.figures.pruning_named import latency_inputs, run_label, training_inputs
-from analysis.reports.tables import floor_run, prune_rows, teacher_metric
+from analysis.service.studies import floor_run, prune_rows, teacher_metric
 from dashboard.common import get_store, runs_or_stop, short_name
 
 MAX_LISTED = 8  # run ids named in the "not measured" caption before it says "and N more"

@@ -8,15 +8,14 @@ from typing import Any, Callable, TypeVar
 
 import streamlit as st
 
-from analysis.core import settings
-from analysis.store.index import RunStore
+from analysis.service.runs import RunStore, store_root
 
 T = TypeVar("T")
 
 
 def get_store() -> RunStore:
     """The store named by PRUNESCOPE_STORE (read on every rerun, so a changed setting takes effect)."""
-    return _store_at(str(settings.store_root()))
+    return _store_at(str(store_root()))
 
 
 @st.cache_resource

@@ -9,12 +9,10 @@ from typing import Any
 
 import streamlit as st
 
-import analysis.plugins  # noqa: F401  (the `heads` experiment registered, for the queue)
 from analysis import figures
-from analysis.models.arch import Arch
-from analysis.methods.interpret.attributions import Explained, TruncationWarning, eager_copy, explain
-from analysis.runs.heads import HeadsConfig, load_explained, stored_importance
-from analysis.store.index import RunStore
+from analysis.service.explain import (HeadsConfig, TruncationWarning, explain, heads_per_layer, load_explained,
+                                      stored_importance, with_attention_weights)
+from analysis.service.runs import RunStore
 from dashboard.common import LOCKED, actions_allowed, get_store, show_error
 
 DEFAULT = "default"
@@ -55,7 +53,7 @@ def loaded(root: str, target: str, num_labels: int) -> Any:
 def eager(root: str, target: str, num_labels: int) -> Any:
     """A copy of the cached model running eager attention (SDPA returns no attention weights)."""
     item = loaded(root, target, num_labels)
-    return Explained(item.name, eager_copy(item.model), item.tokenizer, item.head_ids, item.notes)
+    return with_attention_weights(item)
 
 
 @st.cache_data(max_entries=64, show_spinner="Explaining…")
@@ -110,7 +108,7 @@ def missing(store: RunStore, name: str, target: str) -> None:
     if st.button(f"Compute head importance of {name}", key=f"heads:compute:{target}", disabled=locked,
                  help=LOCKED if locked else None):
         try:
-            from analysis.runs.queue import JobQueue
+            from analysis.service.runs import JobQueue
 
             if not actions_allowed():  # a disabled button is not enough: check again on the server
                 raise PermissionError(LOCKED)
@@ -147,7 +145,7 @@ def explain_section(root: str, names: dict[str, str], labels: int) -> None:
     for message in dict.fromkeys(m for r in results.values() for m in r["warnings"]):
         st.warning(message)
     model = loaded(root, items[0][1], labels).model
-    layer, head = pick_head(len(first["head_ids"]), Arch(model).num_heads)
+    layer, head = pick_head(len(first["head_ids"]), heads_per_layer(model))
     title = f"Attention of layer {layer}, head {head}"
     if len(results) == 1:
         matrix = head_map(first, layer, head)

@@ -9,10 +9,8 @@ from typing import Any
 import streamlit as st
 import yaml
 
-import analysis.plugins  # noqa: F401  (every experiment kind and method registered)
 from analysis.service import forms
-from analysis.core.errors import PruneScopeError
-from analysis.runs.queue import JobQueue
+from analysis.service.runs import JobQueue, PruneScopeError
 from dashboard.common import LOCKED, access_gate, actions_allowed, get_store, show_error
 from dashboard.queue_view import show_queue
 

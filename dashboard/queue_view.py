@@ -6,9 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from analysis.core.errors import PruneScopeError
-from analysis.store.index import RunStore
-from analysis.runs.queue import ACTIVE, JobQueue
+from analysis.service.runs import ACTIVE, JobQueue, PruneScopeError, RunStore
 from dashboard.common import LOCKED, actions_allowed, show_error
 
 REFRESH_SECONDS = 2.0

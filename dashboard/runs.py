@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-import analysis.plugins  # noqa: F401  (every experiment kind registered, for re-runs and the demo)
-from analysis.studies.quick_tour import DemoConfig
-from analysis.core.errors import PruneScopeError
-from analysis.reports.tables import runs_table
-from analysis.runs.queue import JobQueue, delete_run, rerun
+from analysis.service.runs import DemoConfig, JobQueue, PruneScopeError, delete_run, rerun, runs_table
 from dashboard.common import LOCKED, access_gate, actions_allowed, get_store, short_name, show_error
 from dashboard.queue_view import REFRESH_SECONDS, show_queue
 

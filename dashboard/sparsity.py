@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures
-from analysis.reports.tables import prune_rows
+from analysis.service.studies import prune_rows
 from dashboard.common import get_store, short_name, show_error
 
 st.title("Sparsity per layer")

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import analysis.plugins  # noqa: F401  (every registry filled, as in the CLI)
 
 FAMILIES = ("bert", "roberta", "distilbert", "electra")
 

@@ -25,7 +25,7 @@ from analysis.cli import commands
 from analysis.core.config import ConfigBase, FinetuneConfig, config_hash, load_yaml
 from analysis.studies.quick_tour import DemoConfig
 from analysis.core.errors import PruneScopeError
-from analysis.runs.finetune import FINETUNE_METHODS, method_options
+from analysis.methods.finetuning.base import FINETUNE_METHODS, method_options
 from analysis.runs.heads import HeadsConfig
 from analysis.runs.probe import ProbeConfig
 from analysis.methods.pruning import PRUNING_METHODS, PruneConfig

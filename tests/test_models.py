@@ -55,10 +55,10 @@ def test_same_seed_gives_identical_weights(tiny_models, sentiment_files):
 def test_lstm_random_and_pretrained_embeddings(tiny_models):
     tok = models.load_tokenizer(str(tiny_models["bert"]))
     cfg = ModelConfig(model="lstm", tokenizer=str(tiny_models["bert"]), lstm_embeddings="pretrained", lstm_hidden=16)
-    lstm = models.build_lstm(cfg, tok, 2)
+    lstm = models.BASELINE_BUILDERS["lstm"](cfg, tok, 2)
     source = Arch(models.load_encoder_classifier(str(tiny_models["bert"]), 2)).word_embeddings().weight
     assert torch.allclose(lstm.embeddings.weight, source)
-    narrow = models.build_lstm(cfg.replace(lstm_embedding_dim=8), tok, 2)
+    narrow = models.BASELINE_BUILDERS["lstm"](cfg.replace(lstm_embedding_dim=8), tok, 2)
     assert narrow.embeddings.weight.shape == (len(tok), 8)
     ids = torch.tensor([[101, 2307, 102, 0]])
     out = lstm(input_ids=ids, attention_mask=(ids != 0).long())

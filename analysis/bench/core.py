@@ -13,11 +13,11 @@ import tempfile
 import time
 from typing import Any, Callable
 
-from analysis.cli.base import add_precision_flag, arguments, command
 from analysis.core.config import DataConfig, ModelConfig, TrainConfig
 from analysis.core.registry import Registry
+from analysis.reports.latency import time_passes
 
-BENCHES: Registry[Callable[[argparse.Namespace], dict[str, Any]]] = Registry("benchmark")
+BENCHES: Registry[Callable[[argparse.Namespace], dict[str, Any]]] = Registry("benchmark", ("analysis.bench",))
 
 
 def peak_rss_mb() -> float:
@@ -305,48 +305,8 @@ def bench_child_tuning(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "child-tuning", "config": {"model": model_cfg, "data": data_cfg, "train": train_cfg}, **out}
 
 
-def _bench_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", help="which benchmark: " + ", ".join(BENCHES.names()))
-    parser.add_argument("--model", default="default")
-    parser.add_argument("--dataset", default="sst2")
-    parser.add_argument("--train-size", type=int, default=8000)
-    parser.add_argument("--epochs", type=float, default=1.0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=3, help="timed passes (the median is reported)")
-    add_precision_flag(parser)
-    parser.add_argument("--runs", type=int, default=500, help="bench dashboard: runs in the temporary store")
-
-
-@command("bench", "measure speed and memory (train: our loop vs the HF Trainer)")
-@arguments(_bench_arguments)
-def bench(args: argparse.Namespace) -> dict[str, Any]:
-    return BENCHES.get(args.name)(args)
-
-
 # ----------------------------------------------------------------------------------------------
 # bench prune: measured CPU latency of dense, structured (compacted) and unstructured (sparse path) models
-
-
-def time_passes(model: Any, batches: list[dict], repeats: int, precision: str = "fp32") -> float:
-    """Median seconds for one pass over `batches` (after one warm-up pass), in `precision`."""
-    import statistics
-
-    import torch
-
-    from analysis.core.precision import autocast
-
-    def one_pass() -> float:
-        start = time.perf_counter()
-        with torch.inference_mode(), autocast("cpu", precision):
-            for batch in batches:
-                model(**batch)
-        return time.perf_counter() - start
-
-    model.eval()
-    one_pass()
-    return statistics.median(one_pass() for _ in range(repeats))
 
 
 def _prune_variants(model_name: str) -> dict[str, Callable[[], Any]]:

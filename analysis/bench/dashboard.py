@@ -68,7 +68,6 @@ def tiny_inputs(folder: Path) -> tuple[Path, Path, Path]:
 def tiny_runs(store: RunStore, folder: Path) -> list[str]:
     """Real tiny runs of the kinds the reference results lack; returns the ids of every run made."""
     from analysis.runs import experiment as jobs
-    from analysis import plugins  # noqa: F401
     from analysis.core.config import FinetuneConfig
     from analysis.runs.heads import HeadsConfig
     from analysis.runs.probe import ProbeConfig

@@ -30,7 +30,7 @@ class Command:
     describe: Callable[[dict[str, Any]], str] = lambda result: json.dumps(result, indent=2, default=str)
 
 
-COMMANDS: Registry[Command] = Registry("command")
+COMMANDS: Registry[Command] = Registry("command", ("analysis.cli",))
 
 
 def command(name: str, help: str, describe: Callable[[dict[str, Any]], str] | None = None):

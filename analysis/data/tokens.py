@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import inspect
 import os
 import tempfile
@@ -15,7 +16,6 @@ import torch
 
 from analysis.core import settings
 from analysis.data.tasks import TextDataset
-from analysis.models.loading import tokenizer_fingerprint
 
 
 @dataclass
@@ -137,3 +137,8 @@ def iterate(enc: Encoded, batch_size: int, pad_id: int, with_types: bool, seed: 
             shuffle: bool = False, bucket: bool = True) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     for idx in batch_order(enc.lengths, batch_size, seed, shuffle, bucket):
         yield idx, collate(enc, idx, pad_id, with_types)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), separators=(",", ":"))
+    return hashlib.sha256((type(tokenizer).__name__ + vocab).encode()).hexdigest()[:16]

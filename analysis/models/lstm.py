@@ -96,15 +96,9 @@ class LSTMClassifier(nn.Module):
         return ClassifierOutput(self.classifier(self.dropout(pooled)))
 
 
-def build_lstm(cfg: ModelConfig, tokenizer, num_labels: int) -> LSTMClassifier:
-    """An LSTM on `cfg.tokenizer`'s vocabulary, embeddings random or copied from that model (PCA-projected)."""
-    from analysis.models.arch import Arch
-    from analysis.models.loading import load_encoder_classifier
-
-    source = None
-    if cfg.lstm_embeddings == "pretrained":
-        encoder = load_encoder_classifier(cfg.tokenizer, 2)
-        source = Arch(encoder).word_embeddings().weight.detach().float()
+def build_lstm(cfg: ModelConfig, tokenizer, num_labels: int, source: torch.Tensor | None) -> LSTMClassifier:
+    """An LSTM on `cfg.tokenizer`'s vocabulary, embeddings random, or `source` (that model's word embeddings,
+    PCA-projected to the LSTM's width) when `cfg.lstm_embeddings` is 'pretrained'."""
     dim = cfg.lstm_embedding_dim or (source.shape[1] if source is not None else 300)
     if not cfg.lstm_special_tokens:
         check_edge_tokens(tokenizer)

@@ -1,6 +1,6 @@
 """Measured CPU inference latency of a stored run's model on its dev set, kept as the run's `latency.json`.
 
-Timed the way `python -m analysis bench prune` times its variants (`bench.time_passes`: one warm-up pass, then
+Timed the way `python -m analysis bench prune` times its variants (`time_passes` below, which the benchmarks use too: one warm-up pass, then
 the median of `repeats` passes over the same batches). Unstructured-sparse runs execute through the sparse path
 (`sparse_exec`: CSR kernels on the pruned Linear layers); structured runs are stored compacted and dense runs
 are dense, so both run as they are. Nothing is estimated: a run without `latency.json` has no latency.
@@ -10,12 +10,10 @@ are dense, so both run as they are. Nothing is estimated: a run without `latency
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
-from analysis.cli.base import add_precision_flag, arguments, command
 from analysis.core.precision import check_precision
 from analysis.core.errors import ConfigError, PruneScopeError
 from analysis.store.index import RunStore
@@ -70,7 +68,6 @@ def measure_latency(store: RunStore, run_id: str, options: LatencyOptions = Late
     """Time the run's model over its dev set on the CPU, store the result as `latency.json` and return it."""
     import torch
 
-    from analysis.bench.core import time_passes
     from analysis.core.precision import resolve
     from analysis.core.config import DataConfig
     from analysis.data.tasks import load_task
@@ -120,30 +117,8 @@ def latency_rows(store: RunStore, rows: Sequence[Mapping[str, Any]]) -> tuple[li
 # python -m analysis latency RUN_ID[,RUN_ID...]
 
 
-def _latency_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", help="comma-separated run ids (finished fine-tune or prune runs that kept weights)")
-    parser.add_argument("--batch-size", type=int, default=LatencyOptions.batch_size)
-    parser.add_argument("--repeats", type=int, default=LatencyOptions.repeats, help="timed passes (median kept)")
-    add_precision_flag(parser)
-    parser.add_argument("--kernel", default=LatencyOptions.kernel,
-                        help="unstructured-sparse runs: numba or mkl (the sparse path), or dense")
-
-
-def describe_latency(result: dict[str, Any]) -> str:
-    lines = [f"{r['run_id']}: {r['latency_ms_per_batch']:.1f} ms per batch of {r['batch_size']}, "
-             f"{r['examples_per_second']:.1f} examples/s ({r['execution']}, {r['threads']} threads)"
-             for r in result["measured"].values()]
-    lines += [f"{run_id}: not measured: {reason}" for run_id, reason in result["failed"].items()]
-    return "\n".join(lines)
-
-
-@command("latency", "measure CPU latency of stored runs' models on their dev set (stored as latency.json)",
-         describe_latency)
-@arguments(_latency_arguments)
-def latency(args: argparse.Namespace) -> dict[str, Any]:
-    options = LatencyOptions(args.batch_size, args.repeats, args.threads or 0, args.kernel, args.precision)
-    store = RunStore()
-    run_ids = [r.strip() for r in args.runs.split(",") if r.strip()]
+def measure_runs(store: RunStore, run_ids: Sequence[str], options: LatencyOptions) -> dict[str, Any]:
+    """Latency of each run ({run_id: result}), and why a run could not be measured ({run_id: reason})."""
     measured, failed = {}, {}
     for run_id in run_ids:
         try:
@@ -154,3 +129,23 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("no run could be measured: " + "; ".join(f"{k}: {v}" for k, v in failed.items()),
                           fix="pick finished fine-tune or prune runs that kept their weights (`python -m analysis runs`)")
     return {"status": "done", "measured": measured, "failed": failed}
+
+
+def time_passes(model: Any, batches: list[dict], repeats: int, precision: str = "fp32") -> float:
+    """Median seconds for one pass over `batches` (after one warm-up pass), in `precision`."""
+    import statistics
+
+    import torch
+
+    from analysis.core.precision import autocast
+
+    def one_pass() -> float:
+        start = time.perf_counter()
+        with torch.inference_mode(), autocast("cpu", precision):
+            for batch in batches:
+                model(**batch)
+        return time.perf_counter() - start
+
+    model.eval()
+    one_pass()
+    return statistics.median(one_pass() for _ in range(repeats))

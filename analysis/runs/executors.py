@@ -3,7 +3,7 @@
 - `local` (default): in this process, one member after the other, exactly as before executors existed
   (`--workers 1`); with `--workers N` a pool of N spawned processes sharing the store (its claims keep two
   processes from running one config twice).
-- `ray` (`analysis/ray_executor.py`): each member is a Ray task on a local or existing cluster; the task
+- `ray` (`analysis/runs/ray_executor.py`): each member is a Ray task on a local or existing cluster; the task
   runs in a scratch store and the driver writes the results back, so the store stays the one truth.
 
 Every executor serves members that are finished in the store without running them, records a member that
@@ -145,7 +145,7 @@ class Executor:
             store.fail(rid, error)
 
 
-EXECUTORS: Registry[type[Executor]] = Registry("executor")
+EXECUTORS: Registry[type[Executor]] = Registry("executor", ("analysis.runs",))
 register = EXECUTORS.register
 
 
@@ -225,8 +225,6 @@ def _run_id_or_none(member: Member) -> str | None:
 
 def _pool_init(threads: int) -> None:
     """In each pool process: SIGTERM becomes KeyboardInterrupt (its run is marked interrupted); thread count."""
-    from analysis import plugins  # noqa: F401  (every experiment kind registered)
-
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt("stopped: the study running this member was interrupted")
 
@@ -333,4 +331,3 @@ def executor_from_args(args: argparse.Namespace) -> contextlib.AbstractContextMa
     return using_executor(name, options)
 
 
-from analysis.runs import ray_executor  # noqa: E402,F401  (registers "ray"; Ray itself is imported only when used)

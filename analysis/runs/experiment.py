@@ -61,7 +61,8 @@ class Experiment:
         raise NotImplementedError
 
 
-EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment kind")
+# the kinds: one module each in runs/ (finetune, prune, probe, heads) and studies/ (the studies, the quick tour)
+EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment kind", ("analysis.runs", "analysis.studies"))
 
 
 def canonical(kind: str, config: ConfigBase, device: str = "auto") -> ConfigBase:

@@ -1,4 +1,4 @@
-"""The fine-tune experiment, and the registry of fine-tuning methods (vanilla; Child-Tuning plugs in here)."""
+"""The fine-tune experiment: any fine-tuning method of `methods.finetuning` on a task, stored as a run."""
 
 from __future__ import annotations
 
@@ -18,53 +18,7 @@ from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunRes
 from analysis.core.registry import Registry
 from analysis.data.tokens import Encoded, encode, truncated_count
 from analysis.training.loop import Hook, TaskSpec, fit, set_seed
-
-
-class FinetuneMethod:
-    """A way of fine-tuning: its options dataclass and the hooks it adds to the training loop."""
-
-    Options: type[ConfigBase]
-
-    def check(self, options: Any, inputs: "RunInputs") -> None:
-        """Refuse options that cannot work with these inputs, before anything is written."""
-
-    def hooks(self, model: nn.Module, inputs: "RunInputs", options: Any, config: FinetuneConfig,
-              ctx: RunContext) -> list[Hook]:
-        return []
-
-
-FINETUNE_METHODS: Registry[type[FinetuneMethod]] = Registry("fine-tuning method")
-
-
-@dataclass(frozen=True)
-class NoOptions(ConfigBase):
-    pass
-
-
-@FINETUNE_METHODS.register("vanilla")
-class Vanilla(FinetuneMethod):
-    """Plain full fine-tuning: every parameter updated by AdamW."""
-
-    Options = NoOptions
-
-
-def method_options(method: str, raw: dict[str, Any]) -> ConfigBase:
-    """The method's options, validated, with defaults filled in."""
-    return FINETUNE_METHODS.get(method).Options.from_dict(raw, where=f"options of {method}")
-
-
-@dataclass
-class RunInputs:
-    """Everything a training run needs, loaded and validated."""
-
-    model: nn.Module
-    tokenizer: Any
-    data: TaskData
-    train: Encoded | None
-    eval: Encoded
-    task: TaskSpec
-    holdout: Encoded | None = None
-    rng_state: Any = None  # torch's RNG right after the model was built: restored before training
+from analysis.methods.finetuning.base import FINETUNE_METHODS, RunInputs, method_options  # noqa: F401 (re-exported)
 
 
 class WeightChangeHook(Hook):
@@ -218,16 +172,3 @@ class Finetune(Experiment):
             save_model(inputs.model, inputs.tokenizer, ctx)
         summary = run_summary(inputs, result, config.data.max_length)
         return RunResult(dict(result.metrics), summary, {"options": options.to_dict()})
-
-
-def option_flags(registry: Registry[Any]) -> dict[str, FlatField]:
-    """Option fields across a method registry, for CLI flags (`--p` etc.); a name means one type."""
-    out: dict[str, FlatField] = {}
-    for name in registry:
-        options = registry.get(name).Options
-        hints = typing.get_type_hints(options)
-        for f in fields(options):
-            if f.name in out and out[f.name].type != hints[f.name]:
-                raise TypeError(f"option {f.name!r} has two types across {registry.kind}s")
-            out[f.name] = FlatField((f.name,), f, hints[f.name])
-    return out

@@ -12,7 +12,9 @@ from analysis.models import loading as models
 from analysis.core.config import PRECISIONS, ConfigBase, check
 from analysis.core.errors import ConfigError
 from analysis.training.evaluate import load_run_model
-from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, run_id
+from analysis.methods.pruning.base import PruneConfig
+from analysis.runs.prune import teacher_config
 from analysis.store.index import RunStore
 from analysis.core.precision import resolve
 from analysis.methods.probes.base import PROBES, ProbeTarget
@@ -41,7 +43,18 @@ class ProbeConfig(ConfigBase):
 
 
 def load_target(store: RunStore, name: str, device: torch.device, precision: str = "fp32") -> ProbeTarget:
-    return _load(str(store.root), name, str(device), resolve(precision, device))
+    target = _load(str(store.root), name, str(device), resolve(precision, device))
+    target.load = lambda other: load_target(store, other, device, precision)
+    return target
+
+
+def dense_reference(store: RunStore, record: dict[str, Any]) -> str | None:
+    """The finished dense fine-tune a pruning run's `--teacher auto` resolves to, or None."""
+    if record.get("kind") != "prune":
+        return None
+    reference = run_id("finetune", teacher_config(PruneConfig.from_dict(record["config"])))
+    rec = store.get(reference)
+    return reference if rec is not None and rec.status == "done" else None
 
 
 @lru_cache(maxsize=8)  # the pre-trained model and a teacher are references for many probes
@@ -54,7 +67,9 @@ def _load(root: str, name: str, device: str, precision: str) -> ProbeTarget:
     if store.get(name) is None:
         raise ConfigError(f"no run {name!r} in the store", fix="list runs with `python -m analysis runs`, or use default")
     model, tokenizer, _ = load_run_model(store, name, encoder_only=True)
-    return ProbeTarget(name, model, tokenizer, store.record(name), store, torch.device(device), precision=precision)
+    record = store.record(name)
+    return ProbeTarget(name, model, tokenizer, record, store, torch.device(device), precision=precision,
+                       dense_reference=dense_reference(store, record))
 
 
 @EXPERIMENTS.register("probe")

@@ -11,6 +11,7 @@ import torch
 from analysis.models import loading as models
 from analysis.core.config import FinetuneConfig, without_default_options
 from analysis.core.errors import ConfigError
+from analysis.data.tokens import tokenizer_fingerprint
 from analysis.runs.finetune import describe_run, input_fingerprints, load_inputs, run_summary, save_model
 from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, execute
 from analysis.models.sparsity import compact_summary, count_params, encoder_linear_params, sparsity_report
@@ -48,7 +49,7 @@ def check_teacher(record: Any, config: PruneConfig, inputs: Any) -> None:
                           fix="use a teacher fine-tuned on the same task, or --teacher auto")
     folder = record.path / "model"
     teacher_tok = models.load_tokenizer(str(folder)) if folder.is_dir() else None
-    if teacher_tok is None or models.tokenizer_fingerprint(teacher_tok) != models.tokenizer_fingerprint(inputs.tokenizer):
+    if teacher_tok is None or tokenizer_fingerprint(teacher_tok) != tokenizer_fingerprint(inputs.tokenizer):
         raise ConfigError(f"teacher {record.run_id} uses a different tokenizer from {config.model.model!r}",
                           fix="use a teacher fine-tuned from the same pre-trained model")
 

@@ -119,8 +119,6 @@ class JobQueue:
 
     def submit(self, kind: str, config: ConfigBase, save_weights: bool = True) -> Submission:
         """Queue `config` unless its run is finished (served) or already queued/running (one run per id)."""
-        from analysis import plugins  # noqa: F401  (every experiment kind registered)
-
         if not isinstance(config, EXPERIMENTS.get(kind).config_cls):
             raise ConfigError(f"a {type(config).__name__} is not a {kind} config",
                               fix=f"build it with {EXPERIMENTS.get(kind).config_cls.__name__}")
@@ -378,30 +376,6 @@ def delete_run(store: RunStore, run_id: str) -> None:
 
 def rerun(store: RunStore, run_id: str) -> Submission:
     """Submit a stored run's config again after deleting its record (e.g. a failed run)."""
-    from analysis import plugins  # noqa: F401
-
     kind, config = stored_config(store, run_id)
     delete_run(store, run_id)
     return JobQueue(store).submit(kind, config)
-
-
-# -- commands ---------------------------------------------------------------------------------
-
-from analysis.cli.base import arguments, command  # noqa: E402  (after the queue, which the commands use)
-
-
-@command("worker", "run queued jobs until the queue is empty (the dashboard starts these detached)")
-def worker(args: Any) -> dict[str, Any]:
-    return JobQueue().work()
-
-
-@command("queue", "list the queued and running jobs, and the last finished ones")
-@arguments(lambda p: p.add_argument("--recent", type=int, default=10, help="finished jobs to list"))
-def queue(args: Any) -> dict[str, Any]:
-    return {"jobs": JobQueue().rows(args.recent)}
-
-
-@command("cancel", "cancel a queued or running job (SIGTERM, then SIGKILL); what it logged is kept")
-@arguments(lambda p: p.add_argument("run_id"))
-def cancel_command(args: Any) -> dict[str, Any]:
-    return {"run_id": args.run_id, "status": cancel(args.run_id)}

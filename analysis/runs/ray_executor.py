@@ -288,8 +288,6 @@ def run_member_task(kind: str, config: ConfigBase, expected_id: str, save_weight
     `resume` (its own stopped attempt, continued from its checkpoint); return every run it made."""
     import platform
 
-    from analysis import plugins  # noqa: F401  (every experiment kind registered)
-
     remove_orphaned_scratch()
     cpus = ray_cpus()
     if cpus is not None:  # this task's CPUs, not the node's: tasks share a node

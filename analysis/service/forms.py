@@ -18,7 +18,7 @@ from typing import Any, Callable
 from analysis.core.config import (BASELINE_MODELS, LR_SCHEDULES, PRECISIONS, ConfigBase, FinetuneConfig, without_defaults)
 from analysis.studies.quick_tour import DemoConfig
 from analysis.core.errors import ConfigError
-from analysis.runs.finetune import FINETUNE_METHODS
+from analysis.methods.finetuning.base import FINETUNE_METHODS
 from analysis.runs.experiment import EXPERIMENTS
 from analysis.methods.probes import PROBES
 from analysis.methods.pruning import PRUNING_METHODS, PruneConfig

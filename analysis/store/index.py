@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import tempfile
 import time
@@ -25,9 +24,9 @@ from analysis.core import settings
 from analysis.core.config import recorded_precision
 from analysis.core.errors import StoreError
 from analysis.core.paths import check_run_id, child
+from analysis.store.liveness import STALE_SECONDS, _death_note, _is_dead, _own_start, this_host  # noqa: F401
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted")
-STALE_SECONDS = 120.0  # a running run whose heartbeat is older than this is taken as dead
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -46,49 +45,6 @@ LIST_COLUMNS = ("run_id", "kind", "status", "method", "dataset", "model", "seed"
 
 
 ADDED_COLUMNS = {"host": "TEXT", "pid_start": "TEXT"}  # columns newer than some stores: added when missing
-
-
-def this_host() -> str:
-    """This machine, as a run's row names it: the host name and the boot (a reboot reuses process ids)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        boot = "?"
-    return f"{socket.gethostname()}/{boot}"
-
-
-def _is_dead(row: Any, now: float) -> bool:
-    """The one liveness rule. A run of this machine is dead as soon as its process is gone (its id and start time
-    tell it from a reused id); a run of another machine (or a row from before hosts were recorded) when its
-    heartbeat is STALE_SECONDS old. A row this very process owns goes by its heartbeat too."""
-    keys = row.keys() if hasattr(row, "keys") else row
-    host = row["host"] if "host" in keys else None
-    pid = row["pid"]
-    if host == this_host() and pid and pid != os.getpid():
-        from analysis.core.processes import process_alive
-
-        return not process_alive(pid, row["pid_start"] if "pid_start" in keys else None)
-    stale = now - (row["heartbeat"] or 0) >= STALE_SECONDS
-    return stale and (host not in (None, this_host()) or not _process_alive(pid))
-
-
-def _death_note(row: Any) -> str:
-    if row["host"] == this_host() and row["pid"] != os.getpid():
-        return f"its process {row['pid']} on this machine is gone (killed or crashed)"
-    return "the worker stopped sending heartbeats (killed or crashed)"
-
-
-def _own_start() -> str | None:
-    from analysis.core.processes import process_token
-
-    return process_token(os.getpid())
-
-
-def _process_alive(pid: int | None) -> bool:
-    """True if another live process (not a zombie) has this id: a worker that is merely slow to beat."""
-    from analysis.core.processes import process_alive
-
-    return bool(pid) and pid != os.getpid() and process_alive(pid)
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -192,7 +148,7 @@ class RunStore:
 
     def check(self) -> list[str]:
         """Integrity problems of this store (index vs folders, liveness, temp files, jobs); empty when healthy."""
-        from analysis.store.integrity import check_store
+        from analysis.store.integrity import check_store  # noqa: PLC0415  (integrity imports this module)
 
         return check_store(self)
 

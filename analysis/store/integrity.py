@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analysis.cli.base import command
 from analysis.core.paths import RUN_ID
 from analysis.core.processes import process_alive
-from analysis.store.index import STALE_SECONDS, RunStore, _is_dead
+from analysis.store.liveness import STALE_SECONDS, _is_dead
+
+if TYPE_CHECKING:
+    from analysis.store.index import RunStore
 
 ACTIVE_JOBS = ("queued", "running", "cancelling")
 TERMINAL_RUNS = ("done", "failed", "interrupted")
@@ -108,11 +110,3 @@ def _jobs_vs_runs(jobs: list[dict[str, Any]], workers: list[dict[str, Any]],
         if job["status"] == "done" and run is not None and run["status"] in ("failed", "interrupted"):
             problems.append(f"job {job['job_id']} is done but its run {rid} is {run['status']}")  # (deleted: fine)
     return problems
-
-
-@command("check-store", "check the store's integrity (index vs folders, stuck runs, temp files, jobs); exit 1 on problems")
-def check_store_command(args: Any) -> dict[str, Any]:
-    store = RunStore()
-    problems = check_store(store)
-    return {"status": "failed" if problems else "done", "store": str(store.root), "problems": problems,
-            "runs": len(store.list())}

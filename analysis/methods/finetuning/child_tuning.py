@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,13 +21,15 @@ from torch import nn
 from analysis.models.arch import MODULE_TYPES, Arch
 from analysis.core.config import ConfigBase, FinetuneConfig, check
 from analysis.core.errors import ConfigError
-from analysis.runs.finetune import FINETUNE_METHODS, FinetuneMethod, RunInputs
-from analysis.runs.experiment import RunContext
+from analysis.methods.finetuning.base import FINETUNE_METHODS, FinetuneMethod, RunInputs
 from analysis.store.index import RunStore
 from analysis.methods.pruning.masks import check_masks_fit, select
 from analysis.data.tokens import accepts_token_types, iterate
 from analysis.core.precision import autocast
 from analysis.training.loop import Hook, TrainState, task_loss, to_device
+
+if TYPE_CHECKING:
+    from analysis.runs.experiment import RunContext
 
 
 def check_p(p: float) -> None:

@@ -4,7 +4,6 @@ from analysis.methods.probes import cka
 from analysis.methods.probes import fidelity
 from analysis.methods.probes import layer_probe
 from analysis.methods.probes import mlm
-from analysis.runs import probe as run
 from analysis.methods.probes import transfer  # noqa: F401  (each registers its probe)
 from analysis.methods.probes.base import PROBES, Probe, ProbeTarget
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -26,30 +26,19 @@ class ProbeTarget:
     task: str | None = None  # the task given for a target that has none of its own (the pre-trained model)
     precision: str = "fp32"  # resolved: the forward passes' autocast (features, fidelity)
     seed: int = 0  # the probe run's: which probe sentences are drawn (CKA, MLM)
+    dense_reference: str | None = None  # a pruning run's `--teacher auto` dense fine-tune, if stored (runs.probe)
+    load: Callable[[str], "ProbeTarget"] | None = None  # loads another model ('default', a teacher) like this one
 
     @property
     def teacher(self) -> str | None:
         """The dense fine-tuned reference: a distilled run's own teacher, else (any pruning run) the dense model
         fine-tuned with the same model, data and training settings, if the store has it (never trained here)."""
         own = self.record.get("summary", {}).get("teacher") or self.record.get("teacher")
-        return own or dense_reference(self.store, self.record)
+        return own or self.dense_reference
 
     @property
     def dataset(self) -> str | None:
         return self.record.get("config", {}).get("data", {}).get("dataset") or self.task
-
-
-def dense_reference(store: RunStore, record: dict[str, Any]) -> str | None:
-    """The finished dense fine-tune a pruning run's `--teacher auto` resolves to, or None."""
-    if record.get("kind") != "prune":
-        return None
-    from analysis.runs.experiment import run_id
-    from analysis.methods.pruning.base import PruneConfig
-    from analysis.runs.prune import teacher_config
-
-    reference = run_id("finetune", teacher_config(PruneConfig.from_dict(record["config"])))
-    rec = store.get(reference)
-    return reference if rec is not None and rec.status == "done" else None
 
 
 class Probe:
@@ -62,4 +51,4 @@ class Probe:
         raise NotImplementedError
 
 
-PROBES: Registry[type[Probe]] = Registry("probe")
+PROBES: Registry[type[Probe]] = Registry("probe", ("analysis.methods.probes",))

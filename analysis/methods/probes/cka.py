@@ -30,11 +30,10 @@ def probe_texts(seed: int = 0) -> list[str]:
 
 
 def reference(target: ProbeTarget, which: str) -> ProbeTarget | None:
-    from analysis.runs.probe import load_target
-
+    assert target.load is not None, "a probe target is loaded by runs.probe.load_target"
     if which == "pretrained":
-        return load_target(target.store, "default", target.device, target.precision)
-    return load_target(target.store, target.teacher, target.device, target.precision) if target.teacher else None
+        return target.load("default")
+    return target.load(target.teacher) if target.teacher else None
 
 
 @PROBES.register("cka")

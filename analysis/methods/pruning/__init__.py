@@ -1,6 +1,5 @@
 """Pruning methods, one per file, registered by name in PRUNING_METHODS."""
 
-from analysis.runs import prune as experiment
 from analysis.methods.pruning import ffn
 from analysis.methods.pruning import gradual_magnitude
 from analysis.methods.pruning import heads

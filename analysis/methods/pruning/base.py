@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from analysis.core.config import ConfigBase, DataConfig, ModelConfig, TrainConfig, check
-from analysis.runs.experiment import RunContext
 from analysis.core.registry import Registry
 from analysis.training.loop import Hook
+
+if TYPE_CHECKING:
+    from analysis.runs.experiment import RunContext
 
 
 @dataclass(frozen=True)
@@ -88,4 +90,4 @@ class PruningMethod:
         """Store masks or selections (heads, neurons, layers) as run artefacts."""
 
 
-PRUNING_METHODS: Registry[type[PruningMethod]] = Registry("pruning method")
+PRUNING_METHODS: Registry[type[PruningMethod]] = Registry("pruning method", ("analysis.methods.pruning",))
