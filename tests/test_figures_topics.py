@@ -292,8 +292,8 @@ def test_the_floor_is_the_best_finished_embedding_bag_run_of_the_dataset():
 def test_lines_never_use_the_okabe_ito_yellow_and_greyscale_tells_them_apart():
     yellow = "#F0E442"
     assert yellow not in LINE_COLOURS and set(LINE_COLOURS) < set(figures.OKABE_ITO)
-    assert all(figures.method_colour(m) != yellow for m in figures.METHOD_ORDER)
-    rows = pruned_rows(methods=figures.METHOD_ORDER)  # ten methods: colours repeat, dashes then differ
+    assert all(figures.method_colour(m) != yellow for m in figures.method_order())
+    rows = pruned_rows(methods=figures.method_order())  # ten methods: colours repeat, dashes then differ
     fig = figures.metric_vs_sparsity(rows)
     styles = [(t.line.color, t.line.dash) for t in fig.data if t.mode == "lines+markers"]
     assert len(styles) == 10 and len(set(styles)) == 10 and yellow not in {c for c, _ in styles}
@@ -371,9 +371,9 @@ def test_exported_legends_never_cover_the_plot(width):
     from analysis.figures.render import renderer
 
     _, summary = scale_summary()
-    many = {f"{m} s=0.9 seed 0": [{"step": s, "loss": 1.0 / s} for s in (10, 20)] for m in figures.METHOD_ORDER[:6]}
+    many = {f"{m} s=0.9 seed 0": [{"step": s, "loss": 1.0 / s} for s in (10, 20)] for m in figures.method_order()[:6]}
     options = ExportOptions(width=width, formats=("svg",))
-    for fig in (figures.metric_vs_sparsity(pruned_rows(methods=figures.METHOD_ORDER[1:7])),
+    for fig in (figures.metric_vs_sparsity(pruned_rows(methods=figures.method_order()[1:7])),
                 figures.scale_curves(summary), figures.cka_lines(probe_results()), figures.training_curves(many)):
         prepared = prepare_figure(fig, options)
         svg = renderer().render(prepared, "svg", prepared.layout.width, prepared.layout.height).decode()

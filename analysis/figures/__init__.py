@@ -3,7 +3,7 @@
 One module per topic; every public figure function is re-exported here (`figures.metric_vs_sparsity(...)`).
 """
 
-from analysis.figures.base import METHOD_ORDER, OKABE_ITO, layout, method_colour  # noqa: F401
+from analysis.figures.base import OKABE_ITO, layout, method_colour, method_order  # noqa: F401
 from analysis.figures.pruning import (latency_vs_metric, metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap, training_curves)
 from analysis.figures.registry import FIGURES, FigureResult, NotApplicable, build_figure, register_figure  # noqa: F401
 from analysis.figures import pruning_named  # noqa: F401,E402  (registers the pruning figures by name)

@@ -10,13 +10,13 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
+from analysis.methods.pruning.base import PRUNING_METHODS
+
 # Okabe-Ito, reordered so that yellow comes last: #F0E442 is unreadable as a line or marker on white, so lines
 # and markers cycle through the first seven (LINE_COLOURS); yellow is left to fills and colour scales.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#000000", "#F0E442")
 LINE_COLOURS = OKABE_ITO[:7]
 LINE_DASHES = ("solid", "dash", "dot")  # a colour's second and third use get another dash
-METHOD_ORDER = ("dense", "sparsebert", "gradual-magnitude", "magnitude", "movement", "random", "small-dense",
-                "heads", "ffn", "layers")
 FONT = dict(family="Arial, Helvetica, sans-serif", size=12)
 METRIC_RANGES = {"accuracy": (0.0, 1.0), "f1": (0.0, 1.0), "matthews": (-1.0, 1.0), "pearson": (-1.0, 1.0),
                  "spearman": (-1.0, 1.0)}
@@ -32,8 +32,14 @@ def series_dash(i: int) -> str:
     return LINE_DASHES[(i // len(LINE_COLOURS)) % len(LINE_DASHES)]
 
 
+def method_order() -> tuple[str, ...]:
+    """'dense', then the registered pruning methods by their class's `order`: a method's place and colour."""
+    return ("dense",) + tuple(sorted(PRUNING_METHODS.names(), key=lambda m: (PRUNING_METHODS.get(m).order, m)))
+
+
 def _method_index(method: str) -> int:
-    return METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER) + sum(map(ord, method)) % 3
+    order = method_order()
+    return order.index(method) if method in order else len(order) + sum(map(ord, method)) % 3
 
 
 def method_colour(method: str) -> str:
@@ -170,7 +176,7 @@ def distinct_labels(labels: Sequence[str]) -> tuple[list[str], str]:
 
 def band_lines(fig: go.Figure, df: pd.DataFrame, x: str, log_x: bool = False) -> go.Figure:
     """One line per method with a mean +- std band over seeds."""
-    for method in sorted(df["method"].unique(), key=lambda m: METHOD_ORDER.index(m) if m in METHOD_ORDER else 99):
+    for method in sorted(df["method"].unique(), key=_method_index):
         grp = df[df["method"] == method].groupby(x)["value"].agg(["mean", "std", "count"]).reset_index()
         grp["std"] = grp["std"].fillna(0.0)
         colour = method_colour(method)

@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.models.arch import MODULE_TYPES
-from analysis.figures.base import (LINE_DASHES, METHOD_ORDER, OKABE_ITO, band_lines, distinct_labels, layout, log_y_axis, method_colour, method_dash, series_colour, side_legend)
+from analysis.figures.base import (LINE_DASHES, OKABE_ITO, band_lines, distinct_labels, layout, log_y_axis, method_colour,
+                                   method_dash, method_order, series_colour, side_legend)
 
 
 def sparsity_heatmap(reports: dict[str, dict[str, Any]]) -> go.Figure:
@@ -99,7 +100,7 @@ def _run_styles(labels: Sequence[str]) -> list[tuple[str, str]]:
     styles, used = [], Counter()
     for i, label in enumerate(labels):
         method = label.split(" ")[0]
-        colour = method_colour(method) if method in METHOD_ORDER else series_colour(i)
+        colour = method_colour(method) if method in method_order() else series_colour(i)
         styles.append((colour, LINE_DASHES[used[colour] % len(LINE_DASHES)]))
         used[colour] += 1
     return styles
@@ -156,7 +157,8 @@ def latency_vs_metric(rows: Sequence[dict[str, Any]], not_measured: Sequence[str
     by_method: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_method.setdefault(row["method"], []).append(row)
-    order = sorted(by_method, key=lambda m: (METHOD_ORDER.index(m) if m in METHOD_ORDER else 99, m))
+    known = method_order()
+    order = sorted(by_method, key=lambda m: (known.index(m) if m in known else 99, m))
     for method in order:
         points = sorted(by_method[method], key=lambda r: r["latency"]["latency_ms_per_batch"])
         custom = [[r.get("label", r["run_id"]), r["latency"]["execution"], r["latency"]["examples_per_second"],

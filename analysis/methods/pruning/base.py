@@ -62,9 +62,16 @@ class PruneContext:
 
 
 class PruningMethod:
-    """A pruning method. Unstructured ones return training hooks; structured ones reshape the student."""
+    """A pruning method. Unstructured ones return training hooks; structured ones reshape the student.
+
+    Everything the rest of the project shows of a method comes from its class: `Options` (a frozen dataclass:
+    the CLI flags and the form fields), the docstring (help), `order` (its place, hence its colour, in figures,
+    legends and forms), `removes` and `encoder_share` (what the invariant tests expect of its sparsity)."""
 
     Options: type[ConfigBase]
+    order: int = 100  # lower first; the palette follows this order, so a method keeps its colour across figures
+    removes: bool = False  # True: weights are removed (a smaller model); False: weights are masked to zero
+    encoder_share: float = 1.0  # the share of the encoder's weights its sparsity applies to (heads: Q/K/V/O = 0.5)
 
     def needs_teacher(self, options: Any) -> bool:
         return False

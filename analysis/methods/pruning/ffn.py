@@ -39,6 +39,10 @@ def neuron_importance(ctx: PruneContext, model: nn.Module) -> list[np.ndarray]:
 class FfnPruning(Structured):
     """Remove `sparsity` of the intermediate neurons in every layer (uniform per layer), least important first."""
 
+    order = 80
+    removes = True
+    encoder_share = 0.5  # its sparsity is over Q/K/V/O (heads) or the FFN: half of each layer
+
     Options = StructuredOptions
 
     def before_training(self, ctx: PruneContext) -> nn.Module:

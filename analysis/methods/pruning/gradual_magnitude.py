@@ -8,4 +8,6 @@ from analysis.methods.pruning.unstructured import Unstructured, with_defaults
 class GradualMagnitude(Unstructured):
     """Start from the pre-trained model; sparsity follows s_t = s_f (1 - (1 - t/T)^3); masks by |w|."""
 
+    order = 20
+
     Options = with_defaults(start="pretrained", schedule="cubic")

@@ -19,6 +19,10 @@ class HeadPruning(Structured):
     (Michel et al. prune 10% of heads per round).
     """
 
+    order = 70
+    removes = True
+    encoder_share = 0.5  # its sparsity is over Q/K/V/O (heads) or the FFN: half of each layer
+
     Options = StructuredOptions
 
     def before_training(self, ctx: PruneContext) -> nn.Module:

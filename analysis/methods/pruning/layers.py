@@ -36,6 +36,9 @@ def layers_to_keep(num_layers: int, drop: int, which: str) -> list[int]:
 class LayerDropping(Structured):
     """Drop round(sparsity x layers) layers (at least one layer is always kept)."""
 
+    order = 90
+    removes = True
+
     Options = LayerOptions
 
     def before_training(self, ctx: PruneContext) -> nn.Module:

@@ -8,4 +8,6 @@ from analysis.methods.pruning.unstructured import Unstructured, with_defaults
 class Magnitude(Unstructured):
     """Prune the dense fine-tuned model once by |w| (per tensor, or `--scope global`), then fine-tune."""
 
+    order = 30
+
     Options = with_defaults(start="finetuned", schedule="one-shot")

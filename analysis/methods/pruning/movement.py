@@ -87,6 +87,10 @@ class MovementHook(Hook):
 
 @PRUNING_METHODS.register("movement")
 class Movement(Unstructured):
+    """Movement pruning (Sanh et al.): learned scores S, top-k straight-through masks; weights that move away from zero are kept."""
+
+    order = 40
+
     Options = MovementOptions
 
     def check(self, options: MovementOptions, model: nn.Module) -> None:

@@ -8,5 +8,7 @@ from analysis.methods.pruning.unstructured import Unstructured, with_defaults
 class RandomPruning(Unstructured):
     """Weights removed in a seeded random order; the masks nest as sparsity grows."""
 
+    order = 50
+
     criterion = "random"
     Options = with_defaults(start="pretrained", schedule="cubic")

@@ -50,6 +50,11 @@ def plan_shape(hidden: int, heads: int, head_dim: int, ffn: int, num_layers: int
 
 @PRUNING_METHODS.register("small-dense")
 class SmallDense(PruningMethod):
+    """A small dense model with as many non-zero encoder weights as the sparse ones (fewer layers or a narrower FFN), distilled from the teacher."""
+
+    order = 60
+    removes = True
+
     Options = SmallDenseOptions
 
     def needs_teacher(self, options: SmallDenseOptions) -> bool:

@@ -11,4 +11,9 @@ from analysis.methods.pruning.unstructured import Unstructured, with_defaults
 
 @PRUNING_METHODS.register("sparsebert")
 class SparseBert(Unstructured):
+    """Knowledge-aware pruning (SparseBERT): the pre-trained model pruned by |w| on a cubic ramp while distilling
+    from the dense fine-tuned teacher."""
+
+    order = 10
+
     Options = with_defaults(start="pretrained", schedule="cubic", distill=True)
