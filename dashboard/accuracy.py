@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures
-from analysis.figures.pruning_named import latency_inputs, run_label, training_inputs
+from analysis.figures.pruning_named import latency_inputs, training_inputs
+from analysis.service.runs import run_label
 from analysis.service.studies import floor_run, prune_rows, teacher_metric
 from dashboard.common import get_store, runs_or_stop, short_name
 

@@ -96,11 +96,9 @@ def runs_or_stop(read: Callable[[], T], empty: str, has: Callable[[T], Any] = le
 
 
 def _study_reader(topic: str) -> Callable[[RunStore, str], tuple[list[dict], dict, bool]]:
-    if topic == "scale":
-        from analysis.figures.scale import study_inputs
-    else:
-        from analysis.figures.child_tuning import study_inputs
-    return study_inputs
+    from analysis.service.studies import study_inputs
+
+    return study_inputs[topic]
 
 
 @st.cache_data(max_entries=16, show_spinner="Summarising the study…")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import figures
-from analysis.service.compare import (comparable_runs, compare_runs, config_diff, dev_texts, flipped_examples, run_label)
+from analysis.service.compare import (
+    comparable_runs,
+    compare_runs,
+    config_diff,
+    dev_texts,
+    flipped_examples,
+    run_labels,
+)
 from dashboard.common import get_store, show_error
 
 st.title("Compare runs")
@@ -39,7 +46,7 @@ for row in candidates:
 datasets = sorted(by_dataset, key=lambda d: (-len(by_dataset[d]), d))
 dataset = st.selectbox("Dataset", datasets,
                        help="Runs are compared on the same dev examples, so one dataset at a time.")
-labels = {run_label(row): row["run_id"] for row in by_dataset[dataset]}
+labels = {label: rid for rid, label in run_labels(by_dataset[dataset]).items()}
 picked = st.multiselect("Runs (2 to 4; the first is A in every pair it is part of)", list(labels),
                         default=list(labels)[:2], max_selections=4)
 left, right = st.columns(2)

@@ -8,8 +8,15 @@ from dataclasses import replace
 import streamlit as st
 
 from analysis.figures.export import bundle_zip, prepare_figure
-from analysis.figures.registry import FIGURES, NotApplicable, build_figure, expand_runs, figures_for
-from dashboard.common import get_store, short_name, show_error
+from analysis.figures.registry import (
+    FIGURES,
+    NotApplicable,
+    build_figure,
+    expand_runs,
+    figures_for,
+)
+from analysis.service.runs import run_labels
+from dashboard.common import get_store, show_error
 from dashboard.widgets import MIME, file_downloads, options_form
 
 st.title("Export figures and tables")
@@ -23,12 +30,6 @@ if not finished:
     st.stop()
 
 
-def run_label(row: dict) -> str:
-    bits = [row["kind"], row["method"] or "", short_name(row["dataset"]) or "",
-            f"seed {row['seed']}" if row["seed"] is not None else ""]
-    return " · ".join(b for b in bits if b) + f" ({row['run_id']})"
-
-
 studies = [r for r in finished if r["summary"].get("run_ids")]
 source = st.radio("Export from", ["A study", "Chosen runs"], horizontal=True, index=0 if studies else 1)
 if source == "A study":
@@ -38,7 +39,7 @@ if source == "A study":
     labels = {f"{r['label'] or r['kind']} ({r['run_id']})": r["run_id"] for r in studies}
     picked = [labels[st.selectbox("Study", list(labels))]]
 else:
-    labels = {run_label(r): r["run_id"] for r in finished if not r["summary"].get("run_ids")}
+    labels = {label: rid for rid, label in run_labels([r for r in finished if not r["summary"].get("run_ids")]).items()}
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:1])
     picked = [labels[c] for c in chosen]
 if not picked:

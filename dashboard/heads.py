@@ -10,8 +10,15 @@ from typing import Any
 import streamlit as st
 
 from analysis import figures
-from analysis.service.explain import (HeadsConfig, TruncationWarning, explain, heads_per_layer, load_explained,
-                                      stored_importance, with_attention_weights)
+from analysis.service.explain import (
+    HeadsConfig,
+    TruncationWarning,
+    explain,
+    heads_per_layer,
+    load_explained,
+    stored_importance,
+    with_attention_weights,
+)
 from analysis.service.runs import RunStore
 from dashboard.common import LOCKED, actions_allowed, get_store, show_error
 

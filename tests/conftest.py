@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import torch
 
-
 FAMILIES = ("bert", "roberta", "distilbert", "electra")
 
 
@@ -36,8 +35,8 @@ def no_stray_workers(private_store):
     import signal
 
     from analysis.core.processes import signal_group
-    from analysis.store.index import RunStore
     from analysis.runs.queue import JobQueue
+    from analysis.store.index import RunStore
 
     with JobQueue(RunStore(private_store))._db() as db:
         pids = [row["pid"] for row in db.execute("SELECT pid FROM workers")]

@@ -2,8 +2,8 @@
 
 import pytest
 
-from analysis.runs import experiment as jobs
 from analysis.core.config import FinetuneConfig
+from analysis.runs import experiment as jobs
 
 pytestmark = pytest.mark.slow
 

@@ -61,8 +61,8 @@ def mfu(params: int, tokens_per_second: float, peak_gflops: float) -> float:
 def _our_loop(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int, threads: int | None = None) -> dict[str, Any]:
     import torch
 
-    from analysis.runs.finetune import load_inputs
     from analysis.core.precision import resolve, set_threads
+    from analysis.runs.finetune import load_inputs
     from analysis.training.loop import fit
 
     set_threads(threads=threads)
@@ -89,10 +89,10 @@ def _hf_trainer(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed: int, bes
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
-    from analysis.training import metrics as task_metrics
+    from analysis.core.precision import resolve, set_threads
     from analysis.data.tasks import load_task
     from analysis.models.loading import build_model
-    from analysis.core.precision import resolve, set_threads
+    from analysis.training import metrics as task_metrics
     from analysis.training.loop import set_seed
 
     set_threads(threads=threads)
@@ -226,7 +226,13 @@ def bench_precision(args: argparse.Namespace) -> dict[str, Any]:
     A precision whose matmuls run under a fifth of fp32's speed (emulated) fine-tunes on 64 examples instead of
     `--train-size`, so the benchmark stays minutes long on every machine; each figure is still measured.
     `default_vs_best` compares the warm passes (a run's steady state); the cold ones are reported beside them."""
-    from analysis.core.precision import cpu_bf16_native, cpu_capability, cpu_probe, resolve, usable_cores
+    from analysis.core.precision import (
+        cpu_bf16_native,
+        cpu_capability,
+        cpu_probe,
+        resolve,
+        usable_cores,
+    )
 
     matmul = in_subprocess(_matmul_table, args.threads)
     auto = resolve("auto", "cpu")
@@ -278,9 +284,9 @@ def _child_tuning_worker(model_cfg: dict, data_cfg: dict, train_cfg: dict, seed:
                          threads: int | None = None) -> dict[str, Any]:
     import torch
 
+    from analysis.core.precision import resolve, set_threads
     from analysis.methods.finetuning.child_tuning import ChildDOptions, fisher_scores
     from analysis.runs.finetune import load_inputs
-    from analysis.core.precision import resolve, set_threads
     from analysis.training.loop import fit
 
     set_threads(threads=threads)
@@ -314,12 +320,12 @@ def _prune_variants(model_name: str) -> dict[str, Callable[[], Any]]:
 
     import torch
 
+    from analysis.methods.pruning.masks import apply_masks_, magnitude_scores, select
+    from analysis.methods.pruning.unstructured import prunable_params
     from analysis.models.arch import Arch
     from analysis.models.compact import remove_ffn_neurons_
     from analysis.models.heads import remove_heads_
     from analysis.models.loading import load_encoder_classifier
-    from analysis.methods.pruning.masks import apply_masks_, magnitude_scores, select
-    from analysis.methods.pruning.unstructured import prunable_params
     from analysis.models.sparse_exec import to_sparse_execution_
 
     torch.manual_seed(0)
@@ -363,11 +369,11 @@ def _bench_prune_worker(model_name: str, dataset: str, batch_size: int, repeats:
     import torch
 
     from analysis.core.config import DataConfig
-    from analysis.data.tasks import load_task
-    from analysis.models.loading import load_tokenizer
     from analysis.core.precision import cpu_bf16_fast, set_threads
-    from analysis.models.sparsity import count_params, encoder_linear_params
+    from analysis.data.tasks import load_task
     from analysis.data.tokens import accepts_token_types, encode, iterate
+    from analysis.models.loading import load_tokenizer
+    from analysis.models.sparsity import count_params, encoder_linear_params
 
     set_threads(threads=threads)
     data = load_task(DataConfig(dataset=dataset), seed=0, need_train=False)

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from analysis.bench.core import BENCHES
-from analysis.store.bundles import export_entry, import_entry
 from analysis.core.settings import PROJECT_ROOT, using_store
+from analysis.store.bundles import export_entry, import_entry
 from analysis.store.index import RunStore
 
 TARGET_SECONDS = 1.0
@@ -67,8 +67,8 @@ def tiny_inputs(folder: Path) -> tuple[Path, Path, Path]:
 
 def tiny_runs(store: RunStore, folder: Path) -> list[str]:
     """Real tiny runs of the kinds the reference results lack; returns the ids of every run made."""
-    from analysis.runs import experiment as jobs
     from analysis.core.config import FinetuneConfig
+    from analysis.runs import experiment as jobs
     from analysis.runs.heads import HeadsConfig
     from analysis.runs.probe import ProbeConfig
     from analysis.studies.data_scale import ScaleConfig

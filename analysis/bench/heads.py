@@ -17,12 +17,11 @@ def _bench_heads_worker(model_name: str, dataset: str, batch_size: int, threads:
     import torch
 
     from analysis.core.config import DataConfig
+    from analysis.core.precision import set_threads
     from analysis.data.tasks import load_task
+    from analysis.data.tokens import encode
     from analysis.models.heads import gate_integrated_gradients, head_importance
     from analysis.runs.heads import IG_ROWS, example_losses, labelled_batches
-    from analysis.data.tokens import encode
-
-    from analysis.core.precision import set_threads
 
     set_threads(threads=threads)
     start = time.perf_counter()

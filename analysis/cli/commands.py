@@ -7,14 +7,21 @@ import json
 import sys
 from typing import Any, Callable
 
-from analysis.cli.base import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
+from analysis.cli.base import (
+    add_field_flags,
+    add_precision_flag,
+    arguments,
+    base_config,
+    command,
+    flags_given,
+)
 from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError
 from analysis.data.tasks import dataset_names, get_card
 from analysis.methods.finetuning.base import FINETUNE_METHODS, option_flags
 from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
-from analysis.runs.executors import add_executor_flags, executor_from_args
 from analysis.runs import experiment as jobs
+from analysis.runs.executors import add_executor_flags, executor_from_args
 from analysis.runs.experiment import EXPERIMENTS, Outcome, execute
 from analysis.store.index import RunStore
 

@@ -22,9 +22,10 @@ import numpy as np
 
 from analysis.cli.base import arguments, command
 from analysis.core.errors import ConfigError, StoreError
-from analysis.runs.experiment import execute, run_id as run_id_of
-from analysis.store.index import RunStore
+from analysis.runs.experiment import execute
+from analysis.runs.experiment import run_id as run_id_of
 from analysis.runs.queue import stored_config
+from analysis.store.index import RunStore
 
 WEIGHTED_KINDS = ("finetune", "prune")  # kinds whose runs keep a model
 COMPARED_ARTEFACTS = ("probes", "heads")  # JSON artefacts whose numbers are compared

@@ -12,9 +12,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from analysis.core import settings
-from analysis.data.files import delimiter_hint, read_rows  # noqa: F401 (read_rows is re-exported)
 from analysis.core.errors import DataError
 from analysis.core.paths import is_user_file  # noqa: F401 (re-exported)
+from analysis.data.files import delimiter_hint, read_rows  # noqa: F401 (read_rows is re-exported)
 
 TASKS = ("classification", "regression", "unlabeled")
 

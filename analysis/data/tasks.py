@@ -14,14 +14,20 @@ import numpy as np
 
 from analysis.core import settings
 from analysis.core.config import DataConfig
-from analysis.data.files import delimiter_hint, read_rows  # noqa: F401 (read_rows is re-exported)
 from analysis.core.errors import DataError
 from analysis.core.paths import is_user_file  # noqa: F401 (re-exported)
-
-from analysis.data.cards import (TASKS, DatasetCard, TextDataset, dataset_names, file_fingerprint, get_card,  # noqa: F401
-                                  label_value, rows_to_dataset)
+from analysis.data.cards import (  # noqa: F401
+    TASKS,
+    DatasetCard,
+    TextDataset,
+    dataset_names,
+    file_fingerprint,
+    get_card,
+    label_value,
+    rows_to_dataset,
+)
+from analysis.data.files import delimiter_hint, read_rows  # noqa: F401 (read_rows is re-exported)
 from analysis.data.userdata import load_user_split
-
 
 # ----------------------------------------------------------------------------------------------
 # Sources

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import inspect
+import json
 import os
 import tempfile
 from dataclasses import dataclass

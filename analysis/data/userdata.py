@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from analysis.core.config import DataConfig
-from analysis.data.cards import DatasetCard, TextDataset, file_fingerprint, label_value, rows_to_dataset
-from analysis.data.files import delimiter_hint, read_rows
 from analysis.core.errors import DataError
+from analysis.data.cards import (
+    DatasetCard,
+    TextDataset,
+    file_fingerprint,
+    label_value,
+    rows_to_dataset,
+)
+from analysis.data.files import delimiter_hint, read_rows
 
 
 def load_user_split(cfg: DataConfig, split: str) -> TextDataset:

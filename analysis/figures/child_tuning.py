@@ -13,8 +13,15 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.config import BASELINE_MODELS
-from analysis.figures.base import distinct_labels, layout, log_y_axis, series_colour, side_legend
+from analysis.figures.base import (
+    distinct_labels,
+    layout,
+    log_y_axis,
+    series_colour,
+    side_legend,
+)
 from analysis.figures.registry import FigureResult, register_figure
+from analysis.studies.child_tuning_study import study_inputs
 
 METHOD_ORDER = ("vanilla", "child-f", "child-d")
 
@@ -217,20 +224,6 @@ def transfer_table(transfer: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
                     for m, p in zip(df["method"], df["p"])]
     out = df.groupby(["method", "target"])["value"].agg(seeds="count", mean="mean", std="std").reset_index()
     return out
-
-
-def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
-    """(per-run rows, summary, complete) of a Child-Tuning study; an unfinished one is summarised from the
-    runs it has finished so far (its run_done log events; transfer is evaluated only at the end)."""
-    from analysis.studies.child_tuning_study import mask_overlap, summarise
-
-    record = store.require(run_id)
-    if record.status == "done":
-        return store.load_artifact_json(run_id, "table"), store.load_artifact_json(run_id, "summary"), True
-    rows = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in store.read_metrics(run_id)
-            if e.get("event") == "run_done"]
-    summary = {"cells": summarise(rows), "transfer": [], "mask_overlap": mask_overlap(store, rows)}
-    return rows, summary, False
 
 
 def run_artefacts(store: Any, rows: Sequence[Mapping[str, Any]], name: str) -> dict[str, Any]:

@@ -66,14 +66,15 @@ def paired_differences(pairs: pd.DataFrame, labels: dict[str, str] | None = None
 
 
 def _comparison(store: Any, run_ids: Sequence[str]) -> tuple[Any, dict[str, str]]:
-    from analysis.reports.compare import comparable_runs, compare_runs, run_label
+    from analysis.reports.compare import comparable_runs, compare_runs
+    from analysis.store.labels import run_labels
 
     order = {r: i for i, r in enumerate(run_ids)}
     picked = sorted((r["run_id"] for r in comparable_runs(store, run_ids)), key=order.__getitem__)
     if not 2 <= len(picked) <= 4:
         raise NotApplicable(f"{len(picked)} of these runs have dev predictions; a comparison takes 2 to 4",
                             fix="pick 2-4 fine-tune or prune runs of the same dataset")
-    return compare_runs(store, picked), {r: run_label(store.require(r).row) for r in picked}
+    return compare_runs(store, picked), run_labels([store.require(r).row for r in picked])
 
 
 def _comparison_figure(name: str, description: str, figure: Any, table: str) -> None:

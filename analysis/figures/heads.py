@@ -10,9 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.store.index import RunStore
 from analysis.figures.base import OKABE_ITO, layout
 from analysis.figures.registry import FigureResult, NotApplicable, register_figure
+from analysis.store.index import RunStore
 
 DIVERGING = [[0.0, OKABE_ITO[3]], [0.5, "#f7f7f7"], [1.0, OKABE_ITO[0]]]  # vermillion - white - blue
 REMOVED = "#bdbdbd"

@@ -10,9 +10,20 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from analysis.figures.base import (
+    LINE_DASHES,
+    OKABE_ITO,
+    band_lines,
+    distinct_labels,
+    layout,
+    log_y_axis,
+    method_colour,
+    method_dash,
+    method_order,
+    series_colour,
+    side_legend,
+)
 from analysis.models.arch import MODULE_TYPES
-from analysis.figures.base import (LINE_DASHES, OKABE_ITO, band_lines, distinct_labels, layout, log_y_axis, method_colour,
-                                   method_dash, method_order, series_colour, side_legend)
 
 
 def sparsity_heatmap(reports: dict[str, dict[str, Any]]) -> go.Figure:

@@ -8,11 +8,19 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from analysis.models.arch import MODULE_TYPES
-from analysis.store.index import RunStore
-from analysis.reports.tables import floor_run, prune_rows, teacher_metric
-from analysis.figures.pruning import (latency_vs_metric, metric_vs_nonzero, metric_vs_sparsity, parameter_bars, sparsity_heatmap, training_curves)
+from analysis.figures.pruning import (
+    latency_vs_metric,
+    metric_vs_nonzero,
+    metric_vs_sparsity,
+    parameter_bars,
+    sparsity_heatmap,
+    training_curves,
+)
 from analysis.figures.registry import FigureResult, NotApplicable, register_figure
+from analysis.models.arch import MODULE_TYPES
+from analysis.reports.tables import floor_run, prune_rows, teacher_metric
+from analysis.store.index import RunStore
+from analysis.store.labels import run_labels
 
 MAX_HEATMAP_PANELS = 4
 
@@ -119,16 +127,6 @@ def _metric_vs_nonzero(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
                         "metric_vs_nonzero", {"rows": len(chosen), "dataset": dataset})
 
 
-def run_label(row: dict[str, Any], taken: Any = ()) -> str:
-    """A one-line legend label of a fine-tune or prune run: 'sparsebert s=0.9 seed=0', 'dense seed=0' (the run id
-    is added only to tell twins apart)."""
-    method = row.get("method") or row.get("kind")
-    method = "dense" if row.get("kind") == "finetune" and method == "vanilla" else method
-    sparsity = (row.get("summary") or {}).get("requested_sparsity")
-    label = f"{method}{f' s={sparsity:g}' if sparsity is not None else ''} seed={row.get('seed')}"
-    return label if label not in taken else f"{label} ({row['run_id'][:6]})"
-
-
 def training_inputs(store: RunStore, rows: Sequence[dict[str, Any]]
                     ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], str, list[str]]:
     """(loss history per run label, dev metric per epoch per run label, the metric, run ids used) of the rows
@@ -136,12 +134,13 @@ def training_inputs(store: RunStore, rows: Sequence[dict[str, Any]]
     losses: dict[str, list[dict[str, Any]]] = {}
     epochs: dict[str, list[dict[str, Any]]] = {}
     metric, used = "metric", []
+    labels = run_labels(rows)
     for row in rows:
         history = [h for h in store.read_metrics(row["run_id"]) if "loss" in h and "step" in h]
         per_epoch = list((row.get("summary") or {}).get("epoch_metrics") or [])
         if not history and not per_epoch:
             continue
-        label = run_label(row, [*losses, *epochs])
+        label = labels[row["run_id"]]
         losses[label], epochs[label] = history, per_epoch
         metric = (row.get("summary") or {}).get("metric") or metric
         used.append(row["run_id"])
@@ -171,13 +170,13 @@ def latency_inputs(store: RunStore, rows: Sequence[dict[str, Any]]) -> tuple[lis
 
     candidates = [r for r in rows if r["kind"] in ("finetune", "prune") and r["status"] == "done"]
     measured, missing = latency_rows(store, candidates)
-    out = []
+    out, labels = [], run_labels(measured)
     for row in measured:
         metric = row["summary"].get("metric")
         method = "dense" if row["kind"] == "finetune" and row["method"] == "vanilla" else row["method"]
         out.append({"run_id": row["run_id"], "method": method, "seed": row["seed"], "dataset": row["dataset"],
                     "sparsity": row["summary"].get("requested_sparsity"), "metric": metric,
-                    "value": row["metrics"].get(metric), "label": run_label(row), "latency": row["latency"]})
+                    "value": row["metrics"].get(metric), "label": labels[row["run_id"]], "latency": row["latency"]})
     return out, missing
 
 

@@ -10,9 +10,16 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.studies.curves import power_law
-from analysis.figures.base import layout, log_axis, metric_range, series_colour, side_legend
+from analysis.figures.base import (
+    layout,
+    log_axis,
+    metric_range,
+    series_colour,
+    side_legend,
+)
 from analysis.figures.registry import FigureResult, register_figure
+from analysis.studies.curves import power_law
+from analysis.studies.data_scale import study_inputs
 
 ARM_ORDER = ("transformer", "lstm", "lstm-pretrained", "embedding-bag")
 EXTRAPOLATE_FACTOR = 30.0  # fitted curves continue (dashed) to 30x the largest size measured
@@ -222,21 +229,6 @@ def curve_table(summary: Mapping[str, Any]) -> pd.DataFrame:
 def scale_metric(rows: Sequence[Mapping[str, Any]]) -> str:
     """The metric name of a study's per-run rows."""
     return next((r["metric"] for r in rows if r.get("metric")), "metric")
-
-
-def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
-    """(per-run rows, summary, complete) of a data-scale study; a running or stopped study is summarised
-    from the points it has finished so far (its run_done log events)."""
-    from analysis.studies.data_scale import summarise
-
-    record = store.require(run_id)
-    if record.status == "done":
-        return store.load_artifact_json(run_id, "table"), store.load_artifact_json(run_id, "summary"), True
-    rows = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in store.read_metrics(run_id)
-            if e.get("event") == "run_done"]
-    arms = tuple(record.config.get("arms") or sorted({r["arm"] for r in rows}))
-    arms = tuple(a for a in arms if any(r["arm"] == a for r in rows))
-    return rows, (summarise(rows, arms) if rows else {"cells": [], "gaps": [], "curves": {}, "break_even": {}}), False
 
 
 def _study(store: Any, run_ids: Sequence[str]) -> tuple[str, list[dict[str, Any]], dict[str, Any], bool]:

@@ -7,7 +7,6 @@ Safety: weights load from safetensors only (never a pickle) and `trust_remote_co
 from __future__ import annotations
 
 import hashlib
-import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -16,12 +15,23 @@ import torch
 from torch import nn
 
 from analysis.core import settings
+from analysis.core.config import BASELINE_MODELS, ModelConfig
+from analysis.core.errors import ModelError
 from analysis.core.settings import default_model_path  # noqa: F401 (re-exported)
 from analysis.models.arch import Arch, family_of
-from analysis.core.config import BASELINE_MODELS, ModelConfig
-from analysis.models.embedding_bag import (EmbeddingBagClassifier, build_embedding_bag, is_embedding_bag_folder, load_embedding_bag, save_embedding_bag)
-from analysis.core.errors import ModelError
-from analysis.models.lstm import ClassifierOutput, LSTMClassifier, build_lstm, project_embeddings  # noqa: F401 (re-exported)
+from analysis.models.embedding_bag import (  # noqa: F401 (re-exported)
+    EmbeddingBagClassifier,
+    build_embedding_bag,
+    is_embedding_bag_folder,
+    load_embedding_bag,
+    save_embedding_bag,
+)
+from analysis.models.lstm import (  # noqa: F401 (re-exported)
+    ClassifierOutput,
+    LSTMClassifier,
+    build_lstm,
+    project_embeddings,
+)
 
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.models.arch import MODULE_TYPES, Arch
 from analysis.core.errors import ConfigError
+from analysis.models.arch import MODULE_TYPES, Arch
 
 KERNELS = ("numba", "mkl")
 TOKEN_TILE = 1024  # tokens per tile: one output-row tile (4 KB) stays in L1, the input rows stream from L2

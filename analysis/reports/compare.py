@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.core.errors import ConfigError, DataError
-from analysis.training.metrics import METRICS
 from analysis.store.index import RunStore
+from analysis.training.metrics import METRICS
 
 
 @dataclass(frozen=True)
@@ -277,22 +277,6 @@ def pair_row(a: Predictions, b: Predictions, metric: str, n_resamples: int, seed
                     "mcnemar_p_exact": test["p_exact"], "mcnemar_p_mid": test["p_mid"],
                     "flipped": int((a.predicted != b.predicted).sum())})
     return out
-
-
-def run_label(row: Mapping[str, Any]) -> str:
-    """'method dataset [s=...] [n=...] seed=s (id)' from an index row (`RunStore.list`) or a RunRecord's row."""
-    summary = row.get("summary") or {}
-    if isinstance(summary, str):
-        import json
-
-        summary = json.loads(summary or "{}")
-    parts = [row.get("method") or row.get("kind"), str(row.get("dataset") or "").replace("\\", "/").split("/")[-1]]
-    if summary.get("requested_sparsity") is not None:
-        parts.append(f"s={summary['requested_sparsity']:g}")
-    if summary.get("train_examples") is not None:
-        parts.append(f"n={summary['train_examples']}")
-    parts.append(f"seed={row.get('seed')}")
-    return " ".join(str(p) for p in parts if p) + f" ({str(row['run_id'])[:8]})"
 
 
 def comparable_runs(store: RunStore, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
-from analysis.core.precision import check_precision
 from analysis.core.errors import ConfigError, PruneScopeError
+from analysis.core.precision import check_precision
 from analysis.store.index import RunStore
 
 ARTEFACT = "latency"
@@ -68,11 +68,11 @@ def measure_latency(store: RunStore, run_id: str, options: LatencyOptions = Late
     """Time the run's model over its dev set on the CPU, store the result as `latency.json` and return it."""
     import torch
 
-    from analysis.core.precision import resolve
     from analysis.core.config import DataConfig
+    from analysis.core.precision import resolve
     from analysis.data.tasks import load_task
-    from analysis.training.evaluate import load_run_model
     from analysis.data.tokens import accepts_token_types, encode, iterate
+    from analysis.training.evaluate import load_run_model
 
     record = store.require(run_id)
     if options.threads:

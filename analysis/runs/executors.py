@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterator, Sequence
 from analysis.core import precision
 from analysis.core.config import ConfigBase
 from analysis.core.errors import ConfigError, PruneScopeError
-from analysis.runs.experiment import RunContext, execute, run_id
 from analysis.core.precision import set_threads
 from analysis.core.registry import Registry
 from analysis.core.settings import device_name
+from analysis.runs.experiment import RunContext, execute, run_id
 from analysis.store.index import RunRecord, RunStore
 
 OnDone = Callable[[int, RunRecord], None]

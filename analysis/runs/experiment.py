@@ -15,14 +15,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from analysis import CODE_VERSION
-from analysis.training import checkpoint
-from analysis.core import precision
-from analysis.core import provenance
+from analysis.core import precision, provenance
 from analysis.core.config import ConfigBase, config_hash, recorded_precision
+from analysis.core.errors import StoreError
 from analysis.core.registry import Registry
 from analysis.core.settings import device_name, using_store
-from analysis.core.errors import StoreError
 from analysis.store.index import STALE_SECONDS, RunRecord, RunStore
+from analysis.training import checkpoint
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -252,12 +251,7 @@ def _check_resumable(record: RunRecord) -> None:
 
 def _wait_for(store: RunStore, rid: str, seconds: float | None) -> RunRecord:
     """Another process is running this config: wait for it (while it is alive) instead of running it twice."""
-    deadline = None if seconds is None else time.monotonic() + seconds
-    record = store.require(rid)
-    while record.status in ("running", "queued") and (deadline is None or time.monotonic() < deadline):
-        time.sleep(2.0)
-        store.mark_stale()
-        record = store.require(rid)
+    record = store.wait_while_active(rid, seconds) or store.require(rid)
     if record.status != "done":
         raise StoreError(f"run {rid} with this config is {record.status} in another process",
                          fix="wait for it, or re-launch it once it has stopped")

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import typing
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from analysis.models import loading as models
-from analysis.core.config import (ConfigBase, DataConfig, FinetuneConfig, FlatField, ModelConfig, without_default_options)
-from analysis.data.tasks import TaskData, fingerprint as data_fingerprint, load_task
+from analysis.core.config import (
+    ConfigBase,
+    DataConfig,
+    FinetuneConfig,
+    ModelConfig,
+    without_default_options,
+)
 from analysis.core.errors import ConfigError
-from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
-from analysis.core.registry import Registry
-from analysis.data.tokens import Encoded, encode, truncated_count
-from analysis.training.loop import Hook, TaskSpec, fit, set_seed
+from analysis.data.tasks import fingerprint as data_fingerprint
+from analysis.data.tasks import load_task
+from analysis.data.tokens import encode, truncated_count
 from analysis.methods.finetuning.base import FINETUNE_METHODS, RunInputs, method_options  # noqa: F401 (re-exported)
+from analysis.models import loading as models
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
+from analysis.store.labels import run_label
+from analysis.training.loop import Hook, TaskSpec, fit, set_seed
 
 
 class WeightChangeHook(Hook):
@@ -86,10 +91,11 @@ def split_holdout(train: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     return train.take(rest), train.take(held)
 
 
-def describe_run(model_cfg: ModelConfig, data_cfg: DataConfig, method: str, seed: int) -> dict[str, Any]:
-    size = data_cfg.train_size or "all"
-    return {"method": method, "dataset": data_cfg.dataset, "model": model_cfg.model, "seed": seed,
-            "label": f"{method} {data_cfg.dataset} n={size} seed={seed}"}
+def describe_run(model_cfg: ModelConfig, data_cfg: DataConfig, method: str, seed: int, kind: str = "finetune",
+                 config: dict[str, Any] | None = None) -> dict[str, Any]:
+    row = {"kind": kind, "method": method, "dataset": data_cfg.dataset, "model": model_cfg.model, "seed": seed,
+           "config": config or {}, "summary": {"train_examples": data_cfg.train_size or "all"}}
+    return {k: row[k] for k in ("method", "dataset", "model", "seed")} | {"label": run_label(row)}
 
 
 def input_fingerprints(model_cfg: ModelConfig, data_cfg: DataConfig) -> dict[str, str]:
@@ -139,7 +145,7 @@ class Finetune(Experiment):
     checkpointed = True
 
     def describe(self, config: FinetuneConfig) -> dict[str, Any]:
-        return describe_run(config.model, config.data, config.method, config.seed)
+        return describe_run(config.model, config.data, config.method, config.seed, config=config.to_dict())
 
     def fingerprints(self, config: FinetuneConfig) -> dict[str, str]:
         return input_fingerprints(config.model, config.data)

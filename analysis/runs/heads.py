@@ -15,18 +15,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.data import tasks as data_mod
-from analysis.models import loading as models
-from analysis.models.arch import Arch
-from analysis.methods.interpret.attributions import Explained
 from analysis.core.config import PRECISIONS, ConfigBase, DataConfig, check
 from analysis.core.errors import ConfigError
-from analysis.training.evaluate import load_run_model
-from analysis.models.heads import gate_integrated_gradients, head_importance, kept_heads, on_original_heads
-from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
 from analysis.core.precision import autocast
-from analysis.store.index import RunStore
+from analysis.data import tasks as data_mod
 from analysis.data.tokens import Encoded, accepts_token_types, encode, iterate
+from analysis.methods.interpret.attributions import Explained
+from analysis.models import loading as models
+from analysis.models.arch import Arch
+from analysis.models.heads import (
+    gate_integrated_gradients,
+    head_importance,
+    kept_heads,
+    on_original_heads,
+)
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
+from analysis.store.index import RunStore
+from analysis.training.evaluate import load_run_model
 
 IG_ROWS = 256  # rows (examples x steps) per integrated-gradients pass: bounds memory (512 rows peaked at 3.9 GB)
 DEFAULT_DATASET = "sst2"  # what 'default' (a pre-trained model with no task) is scored on unless told

@@ -8,16 +8,22 @@ from typing import Any
 
 import torch
 
-from analysis.models import loading as models
 from analysis.core.config import PRECISIONS, ConfigBase, check
 from analysis.core.errors import ConfigError
-from analysis.training.evaluate import load_run_model
-from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, run_id
-from analysis.methods.pruning.base import PruneConfig
-from analysis.runs.prune import teacher_config
-from analysis.store.index import RunStore
 from analysis.core.precision import resolve
 from analysis.methods.probes.base import PROBES, ProbeTarget
+from analysis.methods.pruning.base import PruneConfig
+from analysis.models import loading as models
+from analysis.runs.experiment import (
+    EXPERIMENTS,
+    Experiment,
+    RunContext,
+    RunResult,
+    run_id,
+)
+from analysis.runs.prune import teacher_config
+from analysis.store.index import RunStore
+from analysis.training.evaluate import load_run_model
 
 DEFAULT_PROBES = ("fidelity", "cka", "transfer", "layer-probe", "mlm")
 

@@ -8,16 +8,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.models import loading as models
 from analysis.core.config import FinetuneConfig, without_default_options
 from analysis.core.errors import ConfigError
 from analysis.data.tokens import tokenizer_fingerprint
-from analysis.runs.finetune import describe_run, input_fingerprints, load_inputs, run_summary, save_model
-from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, execute
-from analysis.models.sparsity import compact_summary, count_params, encoder_linear_params, sparsity_report
+from analysis.methods.pruning.base import PRUNING_METHODS, PruneConfig, PruneContext
+from analysis.models import loading as models
+from analysis.models.sparsity import (
+    compact_summary,
+    count_params,
+    encoder_linear_params,
+    sparsity_report,
+)
+from analysis.runs.experiment import (
+    EXPERIMENTS,
+    Experiment,
+    RunContext,
+    RunResult,
+    execute,
+)
+from analysis.runs.finetune import (
+    describe_run,
+    input_fingerprints,
+    load_inputs,
+    run_summary,
+    save_model,
+)
 from analysis.store.index import RunStore
 from analysis.training.loop import evaluate, fit
-from analysis.methods.pruning.base import PRUNING_METHODS, PruneConfig, PruneContext
 
 
 def teacher_config(config: PruneConfig) -> FinetuneConfig:
@@ -60,9 +77,7 @@ class Prune(Experiment):
     checkpointed = True
 
     def describe(self, config: PruneConfig) -> dict[str, Any]:
-        out = describe_run(config.model, config.data, config.method, config.seed)
-        out["label"] = f"{config.method} s={config.sparsity:g} {config.data.dataset} seed={config.seed}"
-        return out
+        return describe_run(config.model, config.data, config.method, config.seed, "prune", config.to_dict())
 
     def fingerprints(self, config: PruneConfig) -> dict[str, str]:
         return input_fingerprints(config.model, config.data)

@@ -32,10 +32,17 @@ from typing import Any, Callable, Iterator
 from analysis.core import settings
 from analysis.core.config import ConfigBase
 from analysis.core.errors import ConfigError, PruneScopeError, StoreError
-from analysis.runs.experiment import EXPERIMENTS, canonical, execute, run_id as run_id_of
 from analysis.core.paths import allowed_roots, confine_config
-from analysis.core.processes import poll_children, process_alive, process_token, signal_group, spawn_detached
-from analysis.store.index import RunStore
+from analysis.core.processes import (
+    poll_children,
+    process_alive,
+    process_token,
+    signal_group,
+    spawn_detached,
+)
+from analysis.runs.experiment import EXPERIMENTS, canonical, execute
+from analysis.runs.experiment import run_id as run_id_of
+from analysis.store.index import RunStore, connect
 
 ACTIVE = ("queued", "running", "cancelling")
 _ACTIVE_SQL = "('queued', 'running', 'cancelling')"
@@ -94,15 +101,8 @@ class JobQueue:
                 db.executescript(SCHEMA)
             JobQueue._ready.add(str(self.store.root))
 
-    @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.store.root / "index.sqlite", timeout=60, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.row_factory = sqlite3.Row
-            yield db
-        finally:
-            db.close()
+        return connect(self.store.root)
 
     @contextmanager
     def _txn(self) -> Iterator[sqlite3.Connection]:

@@ -19,17 +19,25 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from analysis.core.config import ConfigBase
 from analysis.core.errors import ConfigError
-from analysis.runs.executors import Executor, Member, OnDone, error_text, register
-from analysis.runs.experiment import EXPERIMENTS, RunContext, execute, run_id
-from analysis.runs.transfer import (Need, has_weights, needs_of, pack_run, restore_stopped, resumable, unpack_done, write_back)
 from analysis.core.precision import set_threads, usable_cores
 from analysis.core.settings import PROJECT_ROOT
+from analysis.runs.executors import Executor, Member, OnDone, error_text, register
+from analysis.runs.experiment import EXPERIMENTS, RunContext, execute, run_id
+from analysis.runs.transfer import (
+    Need,
+    has_weights,
+    needs_of,
+    pack_run,
+    restore_stopped,
+    resumable,
+    unpack_done,
+    write_back,
+)
 from analysis.store.index import RunStore
 
 BEAT_SECONDS = 15.0
@@ -252,11 +260,7 @@ class RayExecutor(Executor):
 
     def _wait_elsewhere(self, store: RunStore, index: int, member: Member, rid: str, done: OnDone) -> None:
         """A member another live process is running: wait for it to end, then take its result."""
-        record = store.get(rid)
-        while record is not None and record.status in ("running", "queued"):
-            time.sleep(2.0)
-            store.mark_stale()
-            record = store.get(rid)
+        record = store.wait_while_active(rid)
         if record is not None and record.status == "done":
             self.stats["served"] += 1
             done(index, record)

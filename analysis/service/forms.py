@@ -15,17 +15,24 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Callable
 
-from analysis.core.config import (BASELINE_MODELS, LR_SCHEDULES, PRECISIONS, ConfigBase, FinetuneConfig, without_defaults)
-from analysis.studies.quick_tour import DemoConfig
+from analysis.core.config import (
+    BASELINE_MODELS,
+    LR_SCHEDULES,
+    PRECISIONS,
+    ConfigBase,
+    FinetuneConfig,
+    without_defaults,
+)
 from analysis.core.errors import ConfigError
+from analysis.core.registry import Registry
 from analysis.methods.finetuning.base import FINETUNE_METHODS
-from analysis.runs.experiment import EXPERIMENTS
 from analysis.methods.probes import PROBES
 from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
-from analysis.core.registry import Registry
+from analysis.runs.experiment import EXPERIMENTS
 from analysis.store.index import RunStore
 from analysis.studies.data_scale import ARMS
 from analysis.studies.pruning_sweep import PruningSweepConfig
+from analysis.studies.quick_tour import DemoConfig
 
 # Which registry names the methods of a config class, and which dict field holds their options.
 METHOD_REGISTRIES: dict[type, Registry[Any]] = {FinetuneConfig: FINETUNE_METHODS, PruneConfig: PRUNING_METHODS,

@@ -9,6 +9,7 @@ from analysis.core.errors import PruneScopeError  # noqa: F401  (the user errors
 from analysis.reports.tables import runs_table  # noqa: F401
 from analysis.runs.queue import ACTIVE, JobQueue, Submission, delete_run, rerun  # noqa: F401
 from analysis.store.index import RunStore
+from analysis.store.labels import run_label, run_labels  # noqa: F401  (the one run label)
 from analysis.studies.quick_tour import DemoConfig  # noqa: F401  (the quick tour, launched from the Runs page)
 
 

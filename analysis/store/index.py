@@ -24,7 +24,13 @@ from analysis.core import settings
 from analysis.core.config import recorded_precision
 from analysis.core.errors import StoreError
 from analysis.core.paths import check_run_id, child
-from analysis.store.liveness import STALE_SECONDS, _death_note, _is_dead, _own_start, this_host  # noqa: F401
+from analysis.store.liveness import (  # noqa: F401
+    STALE_SECONDS,
+    _death_note,
+    _is_dead,
+    _own_start,
+    this_host,
+)
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted")
 
@@ -114,6 +120,20 @@ class RunRecord:
                 "summary": self.summary, "error": self.error, "config": self.config, "path": str(self.path)}
 
 
+@contextmanager
+def connect(root: Path) -> Iterator[sqlite3.Connection]:
+    """The one way to open a store's SQLite index (runs and jobs tables): autocommit, WAL, rows by name, and a
+    60 s wait for another process's write."""
+    db = sqlite3.connect(Path(root) / "index.sqlite", timeout=60, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.row_factory = sqlite3.Row
+        yield db
+    finally:
+        db.close()
+
+
 class RunStore:
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else settings.store_root()
@@ -127,16 +147,8 @@ class RunStore:
 
     # -- the index --------------------------------------------------------------------------
 
-    @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.root / "index.sqlite", timeout=60, isolation_level=None)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.row_factory = sqlite3.Row
-            yield db
-        finally:
-            db.close()
+        return connect(self.root)
 
     def run_dir(self, run_id: str) -> Path:
         """The run's folder; the id is checked (16 hex digits) before any path is built from it."""
@@ -243,6 +255,18 @@ class RunStore:
                     write_json(self.run_dir(run_id) / "record.json",
                                {**old, "status": status, "error": error, "finished": now})
         return bool(changed)
+
+    def wait_while_active(self, run_id: str, seconds: float | None = None, poll: float = 2.0) -> RunRecord | None:
+        """The one wait for a run another process is running: poll its record (marking dead runs as it goes) until
+        it is no longer queued or running, or `seconds` have passed; returns the record then (None if deleted)."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        record = self.get(run_id)
+        while record is not None and record.status in ("running", "queued") and (
+                deadline is None or time.monotonic() < deadline):
+            time.sleep(poll)
+            self.mark_stale()
+            record = self.get(run_id)
+        return record
 
     def mark_stale(self) -> int:
         """Runs marked running whose process is gone (this machine) or whose heartbeat stopped (another machine)

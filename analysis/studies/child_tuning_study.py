@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 
 from analysis.core.config import ConfigBase, DataConfig, FinetuneConfig, check
+from analysis.core.stats import describe, jaccard, paired_difference
 from analysis.data.tasks import get_card, load_split
-from analysis.training.evaluate import evaluate_on
-from analysis.runs.finetune import input_fingerprints
 from analysis.runs.executors import Member, run_members
 from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
-from analysis.core.stats import describe, jaccard, paired_difference
+from analysis.runs.finetune import input_fingerprints
 from analysis.store.index import RunStore
+from analysis.studies import progress
+from analysis.training.evaluate import evaluate_on
 
 
 @dataclass(frozen=True)
@@ -139,3 +140,10 @@ def mask_overlap(store: RunStore, rows: list[dict[str, Any]]) -> dict[str, Any]:
     tasks = [{"tasks": [a[0], b[0]], "p": a[1], "seed": a[2], "jaccard": jaccard(masks[a], masks[b])}
              for a, b in combinations(sorted(masks, key=str), 2) if a[0] != b[0] and a[1:] == b[1:]]
     return {"across_seeds": seeds, "across_tasks": tasks}
+
+
+def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+    """(per-run rows, summary, complete) of a Child-Tuning study; an unfinished one from the runs finished so far
+    (transfer is evaluated only at the end)."""
+    return progress.study_inputs(store, run_id, lambda record, rows: {
+        "cells": summarise(rows), "transfer": [], "mask_overlap": mask_overlap(store, rows)})

@@ -14,14 +14,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from analysis.core.config import SELECT_ON, ConfigBase, FinetuneConfig, ModelConfig, check
-from analysis.data.tasks import get_card, is_user_file, load_split
+from analysis.core.config import (
+    SELECT_ON,
+    ConfigBase,
+    FinetuneConfig,
+    ModelConfig,
+    check,
+)
 from analysis.core.errors import DataError
-from analysis.runs.finetune import input_fingerprints
-from analysis.runs.executors import Member, run_members
-from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
 from analysis.core.registry import Registry
 from analysis.core.stats import describe
+from analysis.data.tasks import get_card, is_user_file, load_split
+from analysis.runs.executors import Member, run_members
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
+from analysis.runs.finetune import input_fingerprints
+from analysis.studies import progress
 from analysis.studies.curves import break_even, fit_curve
 
 ARMS: Registry[Callable[["ScaleConfig"], ModelConfig]] = Registry("data-scale arm")
@@ -180,3 +187,14 @@ def summarise(rows: list[dict[str, Any]], arms: tuple[str, ...]) -> dict[str, An
     crossings = {arm: break_even(curves["transformer"], curves[arm], max(r["size"] for r in rows))
                  for arm in arms if arm != "transformer" and "transformer" in curves}
     return {"cells": cells, "gaps": gaps, "curves": curves, "break_even": crossings}
+
+
+def _partial(record: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    arms = tuple(record.config.get("arms") or sorted({r["arm"] for r in rows}))
+    arms = tuple(a for a in arms if any(r["arm"] == a for r in rows))
+    return summarise(rows, arms) if rows else {"cells": [], "gaps": [], "curves": {}, "break_even": {}}
+
+
+def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
+    """(per-run rows, summary, complete) of a data-scale study; a running or stopped one from its finished points."""
+    return progress.study_inputs(store, run_id, _partial)

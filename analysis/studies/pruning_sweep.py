@@ -7,9 +7,9 @@ from typing import Any
 
 from analysis.core.config import ConfigBase, check
 from analysis.core.errors import ConfigError
+from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
 from analysis.runs.executors import Member, run_members
 from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
-from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,17 @@ from typing import Any
 
 from analysis.core.config import ConfigBase, FinetuneConfig, check
 from analysis.core.errors import ConfigError
-from analysis.runs.finetune import input_fingerprints
-from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, execute
 from analysis.methods.probes import PROBES
-from analysis.runs.probe import ProbeConfig
 from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
+from analysis.runs.experiment import (
+    EXPERIMENTS,
+    Experiment,
+    RunContext,
+    RunResult,
+    execute,
+)
+from analysis.runs.finetune import input_fingerprints
+from analysis.runs.probe import ProbeConfig
 from analysis.studies.pruning_sweep import PruningSweepConfig
 
 HEADS_TARGET_FIELDS = ("target", "run_id", "run")  # how a heads config may name the run it looks at

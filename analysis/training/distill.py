@@ -10,9 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from analysis.models.arch import Arch
 from analysis.core.config import ConfigBase, check
 from analysis.core.errors import ConfigError
+from analysis.models.arch import Arch
 from analysis.models.heads import kept_heads
 from analysis.training.loop import Hook, TaskSpec, TrainState
 

@@ -6,13 +6,12 @@ from typing import Any
 
 import torch
 
-from analysis.models import loading as models
-from analysis.core.config import BASELINE_MODELS, DataConfig
-from analysis.data.tasks import load_task
+from analysis.core.config import BASELINE_MODELS, DataConfig, recorded_precision
 from analysis.core.errors import ConfigError
-from analysis.store.index import RunStore
+from analysis.data.tasks import load_task
 from analysis.data.tokens import encode
-from analysis.core.config import recorded_precision
+from analysis.models import loading as models
+from analysis.store.index import RunStore
 from analysis.training.loop import TaskSpec, evaluate
 
 

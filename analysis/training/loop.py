@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.training import metrics as task_metrics
 from analysis.core.config import TrainConfig
 from analysis.core.precision import autocast, grad_scaler, prepare_device, resolve
-from analysis.training.sparse_optim import LazyAdamW, clip_grad_norm_, sparse_parameters
 from analysis.data.tokens import Encoded, accepts_token_types, batch_order, iterate
+from analysis.training import metrics as task_metrics
+from analysis.training.sparse_optim import LazyAdamW, clip_grad_norm_, sparse_parameters
 
 if TYPE_CHECKING:
     from analysis.training.checkpoint import Checkpointer

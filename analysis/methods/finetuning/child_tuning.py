@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.models.arch import MODULE_TYPES, Arch
 from analysis.core.config import ConfigBase, FinetuneConfig, check
 from analysis.core.errors import ConfigError
-from analysis.methods.finetuning.base import FINETUNE_METHODS, FinetuneMethod, RunInputs
-from analysis.store.index import RunStore
-from analysis.methods.pruning.masks import check_masks_fit, select
-from analysis.data.tokens import accepts_token_types, iterate
 from analysis.core.precision import autocast
+from analysis.data.tokens import accepts_token_types, iterate
+from analysis.methods.finetuning.base import FINETUNE_METHODS, FinetuneMethod, RunInputs
+from analysis.methods.pruning.masks import check_masks_fit, select
+from analysis.models.arch import MODULE_TYPES, Arch
+from analysis.store.index import RunStore
 from analysis.training.loop import Hook, TrainState, task_loss, to_device
 
 if TYPE_CHECKING:

@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from analysis.core.errors import ConfigError
+from analysis.data.tokens import accepts_token_types
 from analysis.models import loading as models
 from analysis.models.arch import Arch
-from analysis.core.errors import ConfigError
 from analysis.models.heads import frozen_parameters, kept_heads
-from analysis.data.tokens import accepts_token_types
 
 
 class TruncationWarning(UserWarning):

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import warnings
-
-from analysis.models import loading as models
-
-from analysis.training.distill import Capture
 from analysis.core.precision import autocast
 from analysis.data.tokens import accepts_token_types, cache_dir, iterate, tokenise
 from analysis.methods.probes.base import ProbeTarget
+from analysis.models import loading as models
+from analysis.training.distill import Capture
 
 
 def text_features(target: ProbeTarget, name: str, texts: list[str], max_length: int = 128,

@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from analysis.models.loading import default_model_path
 from analysis.core.precision import autocast
 from analysis.methods.probes.base import PROBES, Probe, ProbeTarget
+from analysis.models.loading import default_model_path
 
 
 def has_mlm_head(folder: Path) -> bool:

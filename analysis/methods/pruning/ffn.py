@@ -6,10 +6,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from analysis.methods.pruning.base import PRUNING_METHODS, PruneContext
+from analysis.methods.pruning.structured import (
+    Structured,
+    StructuredOptions,
+    batch_loss,
+    importance_batches,
+    round_targets,
+)
 from analysis.models.arch import Arch
 from analysis.models.compact import remove_ffn_neurons_
-from analysis.methods.pruning.base import PRUNING_METHODS, PruneContext
-from analysis.methods.pruning.structured import (Structured, StructuredOptions, batch_loss, importance_batches, round_targets)
 
 
 def neuron_importance(ctx: PruneContext, model: nn.Module) -> list[np.ndarray]:

@@ -6,9 +6,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.models.heads import HeadGates, head_importance, remove_heads_
 from analysis.methods.pruning.base import PRUNING_METHODS, PruneContext
-from analysis.methods.pruning.structured import (Structured, StructuredOptions, batch_loss, importance_batches, round_targets, to_lists)
+from analysis.methods.pruning.structured import (
+    Structured,
+    StructuredOptions,
+    batch_loss,
+    importance_batches,
+    round_targets,
+    to_lists,
+)
+from analysis.models.heads import HeadGates, head_importance, remove_heads_
 
 
 @PRUNING_METHODS.register("heads")

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from analysis.models.arch import Arch
-from analysis.models.compact import drop_layers_
 from analysis.core.config import check
 from analysis.methods.pruning.base import PRUNING_METHODS, PruneContext
 from analysis.methods.pruning.structured import Structured, StructuredOptions
+from analysis.models.arch import Arch
+from analysis.models.compact import drop_layers_
 
 
 @dataclass(frozen=True)

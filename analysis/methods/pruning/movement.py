@@ -11,13 +11,13 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from analysis.models.arch import Arch
 from analysis.core.config import check
 from analysis.core.errors import ConfigError
-from analysis.training.loop import Hook, TrainState
 from analysis.methods.pruning.base import PRUNING_METHODS, PruneContext
 from analysis.methods.pruning.masks import cubic_sparsity, keep_top
 from analysis.methods.pruning.unstructured import Unstructured, UnstructuredOptions
+from analysis.models.arch import Arch
+from analysis.training.loop import Hook, TrainState
 
 
 @dataclass(frozen=True)

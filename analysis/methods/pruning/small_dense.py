@@ -9,15 +9,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from analysis.models.arch import Arch
-from analysis.models.compact import drop_layers_, remove_ffn_neurons_
-from analysis.training.distill import DistillHook, DistillOptions
-from analysis.models.heads import remove_heads_
-from analysis.models.sparsity import encoder_linear_params
-from analysis.training.loop import Hook
 from analysis.methods.pruning.base import PRUNING_METHODS, PruneContext, PruningMethod
 from analysis.methods.pruning.layers import layers_to_keep
 from analysis.methods.pruning.structured import save_structure
+from analysis.models.arch import Arch
+from analysis.models.compact import drop_layers_, remove_ffn_neurons_
+from analysis.models.heads import remove_heads_
+from analysis.models.sparsity import encoder_linear_params
+from analysis.training.distill import DistillHook, DistillOptions
+from analysis.training.loop import Hook
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ import torch
 from torch import nn
 
 from analysis.core.config import ConfigBase, check
-from analysis.models.compact import record_structure, structure_of
-from analysis.data.tokens import accepts_token_types, iterate
 from analysis.core.precision import autocast
-from analysis.training.loop import task_loss, to_device
+from analysis.data.tokens import accepts_token_types, iterate
 from analysis.methods.pruning.base import PruneContext, PruningMethod
+from analysis.models.compact import record_structure, structure_of
+from analysis.training.loop import task_loss, to_device
 
 
 @dataclass(frozen=True)

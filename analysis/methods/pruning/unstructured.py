@@ -12,12 +12,20 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from analysis.models.arch import Arch
 from analysis.core.config import check
+from analysis.methods.pruning.base import PruneContext, PruningMethod
+from analysis.methods.pruning.masks import (
+    Masks,
+    ScheduledMaskHook,
+    check_masks_fit,
+    load_masks,
+    magnitude_scores,
+    masks_from_weights,
+    random_scores,
+)
+from analysis.models.arch import Arch
 from analysis.training.distill import DistillHook, DistillOptions
 from analysis.training.loop import Hook
-from analysis.methods.pruning.base import PruneContext, PruningMethod
-from analysis.methods.pruning.masks import (Masks, ScheduledMaskHook, check_masks_fit, load_masks, magnitude_scores, masks_from_weights, random_scores)
 
 
 @dataclass(frozen=True)
