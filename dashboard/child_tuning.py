@@ -6,13 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import figures
-from analysis.figures.child_tuning import (
-    METHOD_ORDER,
-    child_networks,
-    finetune_rows,
-    short,
-    weight_changes,
-)
+from analysis.figures.child_tuning import METHOD_ORDER, child_networks, finetune_rows, short, weight_changes
 from dashboard.common import get_store, show_error, study_picker
 
 st.title("Child-Tuning vs vanilla fine-tuning")

@@ -5,14 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import figures
-from analysis.service.compare import (
-    comparable_runs,
-    compare_runs,
-    config_diff,
-    dev_texts,
-    flipped_examples,
-    run_labels,
-)
+from analysis.service.compare import comparable_runs, compare_runs, config_diff, dev_texts, flipped_examples, run_labels
 from dashboard.common import get_store, show_error
 
 st.title("Compare runs")

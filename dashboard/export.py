@@ -8,13 +8,7 @@ from dataclasses import replace
 import streamlit as st
 
 from analysis.figures.export import bundle_zip, prepare_figure
-from analysis.figures.registry import (
-    FIGURES,
-    NotApplicable,
-    build_figure,
-    expand_runs,
-    figures_for,
-)
+from analysis.figures.registry import FIGURES, NotApplicable, build_figure, expand_runs, figures_for
 from analysis.service.runs import run_labels
 from dashboard.common import get_store, show_error
 from dashboard.widgets import MIME, file_downloads, options_form

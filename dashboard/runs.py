@@ -5,22 +5,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from analysis.service.runs import (
-    DemoConfig,
-    JobQueue,
-    PruneScopeError,
-    delete_run,
-    rerun,
-    runs_table,
-)
-from dashboard.common import (
-    LOCKED,
-    access_gate,
-    actions_allowed,
-    get_store,
-    short_name,
-    show_error,
-)
+from analysis.service.runs import DemoConfig, JobQueue, PruneScopeError, delete_run, rerun, runs_table
+from dashboard.common import LOCKED, access_gate, actions_allowed, get_store, short_name, show_error
 from dashboard.queue_view import REFRESH_SECONDS, show_queue
 
 DEMO_COMMAND = "python -m analysis demo"

@@ -18,12 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from analysis.figures.export import (
-    ExportOptions,
-    figure_files,
-    make_provenance,
-    table_files,
-)
+from analysis.figures.export import ExportOptions, figure_files, make_provenance, table_files
 from analysis.figures.render import FORMATS
 from dashboard.common import get_store, show_error
 

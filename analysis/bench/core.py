@@ -226,13 +226,7 @@ def bench_precision(args: argparse.Namespace) -> dict[str, Any]:
     A precision whose matmuls run under a fifth of fp32's speed (emulated) fine-tunes on 64 examples instead of
     `--train-size`, so the benchmark stays minutes long on every machine; each figure is still measured.
     `default_vs_best` compares the warm passes (a run's steady state); the cold ones are reported beside them."""
-    from analysis.core.precision import (
-        cpu_bf16_native,
-        cpu_capability,
-        cpu_probe,
-        resolve,
-        usable_cores,
-    )
+    from analysis.core.precision import cpu_bf16_native, cpu_capability, cpu_probe, resolve, usable_cores
 
     matmul = in_subprocess(_matmul_table, args.threads)
     auto = resolve("auto", "cpu")

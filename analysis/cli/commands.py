@@ -7,14 +7,7 @@ import json
 import sys
 from typing import Any, Callable
 
-from analysis.cli.base import (
-    add_field_flags,
-    add_precision_flag,
-    arguments,
-    base_config,
-    command,
-    flags_given,
-)
+from analysis.cli.base import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
 from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError
 from analysis.data.tasks import dataset_names, get_card

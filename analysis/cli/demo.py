@@ -6,13 +6,7 @@ import argparse
 from functools import reduce
 from typing import Any
 
-from analysis.cli.base import (
-    add_field_flags,
-    arguments,
-    base_config,
-    command,
-    flags_given,
-)
+from analysis.cli.base import add_field_flags, arguments, base_config, command, flags_given
 from analysis.cli.commands import run_with_bar
 from analysis.studies.quick_tour import DemoConfig
 

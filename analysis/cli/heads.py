@@ -8,26 +8,11 @@ import sys
 import warnings
 from typing import Any
 
-from analysis.cli.base import (
-    add_field_flags,
-    add_precision_flag,
-    arguments,
-    base_config,
-    command,
-    flags_given,
-)
-from analysis.cli.commands import (
-    add_dry_run_flag,
-    describe_outcome,
-    dry_run,
-    run_with_bar,
-)
+from analysis.cli.base import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
+from analysis.cli.commands import add_dry_run_flag, describe_outcome, dry_run, run_with_bar
 from analysis.core.errors import ConfigError
 from analysis.core.precision import autocast, resolve
-from analysis.methods.interpret.attributions import (
-    TruncationWarning,
-    explain_side_by_side,
-)
+from analysis.methods.interpret.attributions import TruncationWarning, explain_side_by_side
 from analysis.methods.interpret.attributions import explain as explain_one
 from analysis.runs.heads import HeadsConfig, load_explained
 from analysis.store.index import RunStore

@@ -8,13 +8,7 @@ from typing import Any
 
 from analysis.core.config import DataConfig
 from analysis.core.errors import DataError
-from analysis.data.cards import (
-    DatasetCard,
-    TextDataset,
-    file_fingerprint,
-    label_value,
-    rows_to_dataset,
-)
+from analysis.data.cards import DatasetCard, TextDataset, file_fingerprint, label_value, rows_to_dataset
 from analysis.data.files import delimiter_hint, read_rows
 
 

@@ -24,13 +24,7 @@ from analysis.figures.heads import (  # noqa: F401
     head_importance_heatmap,
     head_importance_panels,
 )
-from analysis.figures.probes import (  # noqa: F401,E402
-    cka_lines,
-    layer_probe_lines,
-    not_applicable,
-    probe_bars,
-    probe_table,
-)
+from analysis.figures.probes import cka_lines, layer_probe_lines, not_applicable, probe_bars, probe_table  # noqa: F401,E402
 from analysis.figures.pruning import (  # noqa: F401
     latency_vs_metric,
     metric_vs_nonzero,
@@ -39,11 +33,5 @@ from analysis.figures.pruning import (  # noqa: F401
     sparsity_heatmap,
     training_curves,
 )
-from analysis.figures.registry import (  # noqa: F401
-    FIGURES,
-    FigureResult,
-    NotApplicable,
-    build_figure,
-    register_figure,
-)
+from analysis.figures.registry import FIGURES, FigureResult, NotApplicable, build_figure, register_figure  # noqa: F401
 from analysis.figures.scale import curve_table, scale_curves, scale_gap, scale_table  # noqa: F401,E402

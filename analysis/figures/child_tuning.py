@@ -13,13 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analysis.core.config import BASELINE_MODELS
-from analysis.figures.base import (
-    distinct_labels,
-    layout,
-    log_y_axis,
-    series_colour,
-    side_legend,
-)
+from analysis.figures.base import distinct_labels, layout, log_y_axis, series_colour, side_legend
 from analysis.figures.registry import FigureResult, register_figure
 from analysis.studies.child_tuning_study import study_inputs
 

@@ -29,20 +29,8 @@ from analysis import CODE_VERSION
 from analysis.core.errors import ConfigError, PruneScopeError
 from analysis.core.paths import child
 from analysis.core.provenance import versions
-from analysis.figures.registry import (
-    FIGURES,
-    NotApplicable,
-    build_figure,
-    expand_runs,
-    figures_for,
-)
-from analysis.figures.render import (
-    FORMATS,
-    RenderError,
-    browser_path,
-    browser_version,
-    renderer,
-)
+from analysis.figures.registry import FIGURES, NotApplicable, build_figure, expand_runs, figures_for
+from analysis.figures.render import FORMATS, RenderError, browser_path, browser_version, renderer
 from analysis.figures.style import PX_PER_INCH, paper_figure, to_greyscale
 from analysis.store.index import RunStore
 

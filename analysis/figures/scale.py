@@ -10,13 +10,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analysis.figures.base import (
-    layout,
-    log_axis,
-    metric_range,
-    series_colour,
-    side_legend,
-)
+from analysis.figures.base import layout, log_axis, metric_range, series_colour, side_legend
 from analysis.figures.registry import FigureResult, register_figure
 from analysis.studies.curves import power_law
 from analysis.studies.data_scale import study_inputs

@@ -26,12 +26,7 @@ from analysis.models.embedding_bag import (  # noqa: F401 (re-exported)
     load_embedding_bag,
     save_embedding_bag,
 )
-from analysis.models.lstm import (  # noqa: F401 (re-exported)
-    ClassifierOutput,
-    LSTMClassifier,
-    build_lstm,
-    project_embeddings,
-)
+from analysis.models.lstm import ClassifierOutput, LSTMClassifier, build_lstm, project_embeddings  # noqa: F401 (re-exported)
 
 PICKLE_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
 

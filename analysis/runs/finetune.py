@@ -8,13 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis.core.config import (
-    ConfigBase,
-    DataConfig,
-    FinetuneConfig,
-    ModelConfig,
-    without_default_options,
-)
+from analysis.core.config import ConfigBase, DataConfig, FinetuneConfig, ModelConfig, without_default_options
 from analysis.core.errors import ConfigError
 from analysis.data.tasks import fingerprint as data_fingerprint
 from analysis.data.tasks import load_task

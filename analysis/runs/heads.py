@@ -23,12 +23,7 @@ from analysis.data.tokens import Encoded, accepts_token_types, encode, iterate
 from analysis.methods.interpret.attributions import Explained
 from analysis.models import loading as models
 from analysis.models.arch import Arch
-from analysis.models.heads import (
-    gate_integrated_gradients,
-    head_importance,
-    kept_heads,
-    on_original_heads,
-)
+from analysis.models.heads import gate_integrated_gradients, head_importance, kept_heads, on_original_heads
 from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
 from analysis.store.index import RunStore
 from analysis.training.evaluate import load_run_model

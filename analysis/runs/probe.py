@@ -14,13 +14,7 @@ from analysis.core.precision import resolve
 from analysis.methods.probes.base import PROBES, ProbeTarget
 from analysis.methods.pruning.base import PruneConfig
 from analysis.models import loading as models
-from analysis.runs.experiment import (
-    EXPERIMENTS,
-    Experiment,
-    RunContext,
-    RunResult,
-    run_id,
-)
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, run_id
 from analysis.runs.prune import teacher_config
 from analysis.store.index import RunStore
 from analysis.training.evaluate import load_run_model

@@ -13,26 +13,9 @@ from analysis.core.errors import ConfigError
 from analysis.data.tokens import tokenizer_fingerprint
 from analysis.methods.pruning.base import PRUNING_METHODS, PruneConfig, PruneContext
 from analysis.models import loading as models
-from analysis.models.sparsity import (
-    compact_summary,
-    count_params,
-    encoder_linear_params,
-    sparsity_report,
-)
-from analysis.runs.experiment import (
-    EXPERIMENTS,
-    Experiment,
-    RunContext,
-    RunResult,
-    execute,
-)
-from analysis.runs.finetune import (
-    describe_run,
-    input_fingerprints,
-    load_inputs,
-    run_summary,
-    save_model,
-)
+from analysis.models.sparsity import compact_summary, count_params, encoder_linear_params, sparsity_report
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, execute
+from analysis.runs.finetune import describe_run, input_fingerprints, load_inputs, run_summary, save_model
 from analysis.store.index import RunStore
 from analysis.training.loop import evaluate, fit
 

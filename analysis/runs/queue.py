@@ -33,13 +33,7 @@ from analysis.core import settings
 from analysis.core.config import ConfigBase
 from analysis.core.errors import ConfigError, PruneScopeError, StoreError
 from analysis.core.paths import allowed_roots, confine_config
-from analysis.core.processes import (
-    poll_children,
-    process_alive,
-    process_token,
-    signal_group,
-    spawn_detached,
-)
+from analysis.core.processes import poll_children, process_alive, process_token, signal_group, spawn_detached
 from analysis.runs.experiment import EXPERIMENTS, canonical, execute
 from analysis.runs.experiment import run_id as run_id_of
 from analysis.store.index import RunStore, connect

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.methods.interpret.attributions import (  # noqa: F401
-    Explained,
-    TruncationWarning,
-    eager_copy,
-    explain,
-)
+from analysis.methods.interpret.attributions import Explained, TruncationWarning, eager_copy, explain  # noqa: F401
 from analysis.models.arch import Arch
 from analysis.runs.heads import HeadsConfig, load_explained, stored_importance  # noqa: F401
 

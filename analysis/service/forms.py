@@ -15,14 +15,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Callable
 
-from analysis.core.config import (
-    BASELINE_MODELS,
-    LR_SCHEDULES,
-    PRECISIONS,
-    ConfigBase,
-    FinetuneConfig,
-    without_defaults,
-)
+from analysis.core.config import BASELINE_MODELS, LR_SCHEDULES, PRECISIONS, ConfigBase, FinetuneConfig, without_defaults
 from analysis.core.errors import ConfigError
 from analysis.core.registry import Registry
 from analysis.methods.finetuning.base import FINETUNE_METHODS

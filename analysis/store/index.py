@@ -24,13 +24,7 @@ from analysis.core import settings
 from analysis.core.config import recorded_precision
 from analysis.core.errors import StoreError
 from analysis.core.paths import check_run_id, child
-from analysis.store.liveness import (  # noqa: F401
-    STALE_SECONDS,
-    _death_note,
-    _is_dead,
-    _own_start,
-    this_host,
-)
+from analysis.store.liveness import STALE_SECONDS, _death_note, _is_dead, _own_start, this_host  # noqa: F401
 
 STATUSES = ("queued", "running", "done", "failed", "interrupted")
 

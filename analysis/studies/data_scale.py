@@ -14,13 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from analysis.core.config import (
-    SELECT_ON,
-    ConfigBase,
-    FinetuneConfig,
-    ModelConfig,
-    check,
-)
+from analysis.core.config import SELECT_ON, ConfigBase, FinetuneConfig, ModelConfig, check
 from analysis.core.errors import DataError
 from analysis.core.registry import Registry
 from analysis.core.stats import describe

@@ -16,13 +16,7 @@ from analysis.core.config import ConfigBase, FinetuneConfig, check
 from analysis.core.errors import ConfigError
 from analysis.methods.probes import PROBES
 from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
-from analysis.runs.experiment import (
-    EXPERIMENTS,
-    Experiment,
-    RunContext,
-    RunResult,
-    execute,
-)
+from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult, execute
 from analysis.runs.finetune import input_fingerprints
 from analysis.runs.probe import ProbeConfig
 from analysis.studies.pruning_sweep import PruningSweepConfig

@@ -1,12 +1,6 @@
 import pytest
 
-from analysis.core.config import (
-    DataConfig,
-    FinetuneConfig,
-    TrainConfig,
-    config_hash,
-    without_defaults,
-)
+from analysis.core.config import DataConfig, FinetuneConfig, TrainConfig, config_hash, without_defaults
 from analysis.core.errors import ConfigError
 
 

@@ -20,11 +20,7 @@ from safetensors.torch import save_file
 
 from analysis.core.errors import PruneScopeError
 from analysis.methods.pruning.masks import check_masks_fit, load_masks
-from analysis.methods.pruning.unstructured import (
-    Unstructured,
-    UnstructuredOptions,
-    prunable_params,
-)
+from analysis.methods.pruning.unstructured import Unstructured, UnstructuredOptions, prunable_params
 from analysis.models import loading as models
 from analysis.store.index import RunStore
 from tests.conftest import tiny_config

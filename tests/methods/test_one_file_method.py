@@ -16,7 +16,6 @@ from analysis.methods.pruning import PRUNING_METHODS
 from analysis.runs import experiment as jobs
 from analysis.service import forms
 from analysis.store.index import RunStore
-
 from tests.methods.test_pruning import check_reached_sparsity, prune_config
 
 METHOD_FILE = '''

@@ -10,12 +10,7 @@ import torch
 from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError
 from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
-from analysis.methods.pruning.masks import (
-    ScheduledMaskHook,
-    check_masks_fit,
-    magnitude_scores,
-    select,
-)
+from analysis.methods.pruning.masks import ScheduledMaskHook, check_masks_fit, magnitude_scores, select
 from analysis.methods.pruning.unstructured import prunable_params
 from analysis.models import loading as models
 from analysis.models.arch import Arch
@@ -24,7 +19,6 @@ from analysis.models.heads import HeadGates, remove_heads_
 from analysis.runs import experiment as jobs
 from analysis.store.index import RunStore
 from analysis.training.loop import fit
-
 from tests.conftest import FAMILIES
 
 UNSTRUCTURED = ("sparsebert", "magnitude", "gradual-magnitude", "random", "movement")
@@ -294,12 +288,7 @@ def _head_pruned_pair(tiny_models, sentiment_files, keep):
 def test_attention_distillation_refuses_a_student_with_fewer_heads_unless_its_heads_are_mapped(
         tiny_models, sentiment_files, recwarn):
     from analysis.data.tokens import collate
-    from analysis.training.distill import (
-        Capture,
-        DistillHook,
-        DistillWeights,
-        attention_term,
-    )
+    from analysis.training.distill import Capture, DistillHook, DistillWeights, attention_term
     from analysis.training.loop import TrainState
 
     cfg, inputs, teacher = _head_pruned_pair(tiny_models, sentiment_files, keep=(1, 2))

@@ -25,16 +25,10 @@ from analysis.methods.interpret.attributions import (
 from analysis.methods.pruning import PruneConfig
 from analysis.models import loading as models
 from analysis.models.arch import Arch
-from analysis.models.heads import (
-    HeadGates,
-    gate_integrated_gradients,
-    head_importance,
-    remove_heads_,
-)
+from analysis.models.heads import HeadGates, gate_integrated_gradients, head_importance, remove_heads_
 from analysis.runs import experiment as jobs
 from analysis.runs.heads import HeadsConfig, example_losses
 from analysis.store.index import RunStore
-
 from tests.conftest import FAMILIES
 
 TEXT = "a great film with wonderful acting"

@@ -6,7 +6,6 @@ from analysis.core.errors import ModelError
 from analysis.models import loading as models
 from analysis.models.arch import MODULE_TYPES, Arch
 from analysis.runs import experiment as jobs
-
 from tests.conftest import FAMILIES
 
 
