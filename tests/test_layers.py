@@ -145,6 +145,15 @@ def test_at_most_fifteen_entries_under_analysis():
     assert len(entries) <= MAX_ENTRIES, sorted(entries)
 
 
+def test_the_cli_parses_and_calls_the_service():
+    """Commands import the service (and core's config and errors, the figures, the benchmarks), not the layers
+    that do the work."""
+    allowed = ("analysis.cli", "analysis.core", "analysis.service", "analysis.figures", "analysis.bench")
+    bad = {f"{m} -> {t}" for m, targets in graph().items() if m.startswith("analysis.cli") for t in targets
+           if not t.startswith(allowed)}
+    assert sorted(bad) == []
+
+
 @pytest.mark.parametrize("page", sorted((ROOT / "dashboard").glob("*.py")) + [ROOT / "app.py"], ids=lambda p: p.name)
 def test_pages_import_only_the_service_and_figures(page):
     allowed = ("analysis.service", "analysis.figures")

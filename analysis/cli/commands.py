@@ -8,15 +8,18 @@ import sys
 from typing import Any, Callable
 
 from analysis.cli.base import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
+from analysis.cli.executors import add_executor_flags, executor_from_args
 from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError
-from analysis.data.tasks import dataset_names, get_card
-from analysis.methods.finetuning.base import FINETUNE_METHODS, option_flags
-from analysis.methods.pruning import PRUNING_METHODS, PruneConfig
-from analysis.runs import experiment as jobs
-from analysis.runs.executors import add_executor_flags, executor_from_args
-from analysis.runs.experiment import EXPERIMENTS, Outcome, execute
-from analysis.store.index import RunStore
+from analysis.service.catalog import (
+    FINETUNE_METHODS,
+    PRUNING_METHODS,
+    PruneConfig,
+    dataset_names,
+    get_card,
+    option_flags,
+)
+from analysis.service.runs import EXPERIMENTS, Outcome, RunStore, canonical, execute, run_id
 
 
 def progress_bar(description: str) -> tuple[Callable[[int, int, str], None], Callable[[], None]]:
@@ -62,10 +65,10 @@ def add_dry_run_flag(parser: argparse.ArgumentParser) -> None:
 
 def dry_run(kind: str, config: Any, device: str = "auto") -> dict[str, Any]:
     """What a launch would run: the canonical config (precision resolved here, options normalised) and its id."""
-    canonical = jobs.canonical(kind, config, device)
-    rid = jobs.run_id(kind, canonical, device)
+    resolved = canonical(kind, config, device)
+    rid = run_id(kind, resolved, device)
     stored = RunStore().get(rid)
-    return {"status": "dry-run", "kind": kind, "run_id": rid, "config": canonical.to_dict(),
+    return {"status": "dry-run", "kind": kind, "run_id": rid, "config": resolved.to_dict(),
             "stored": stored.status if stored is not None else None}
 
 
@@ -191,7 +194,7 @@ def _probe_arguments(parser: argparse.ArgumentParser) -> None:
 @command("probe", "knowledge-loss probes of a stored model (or 'default'), stored as a run", describe_outcome)
 @arguments(_probe_arguments)
 def probe(args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.runs.probe import ProbeConfig
+    from analysis.service.catalog import ProbeConfig
 
     raw = {"target": args.target, "precision": args.precision, **({"probes": args.probes} if args.probes else {}),
            **({"task": args.task} if args.task else {}), **({"seed": args.seed} if args.seed is not None else {})}
@@ -245,7 +248,7 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 def export(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from analysis.store.bundles import export_runs
+    from analysis.service.runs import export_runs
 
     return export_runs(RunStore(), args.run_ids, Path(args.to))
 
@@ -260,7 +263,7 @@ def _import_arguments(parser: argparse.ArgumentParser) -> None:
 def import_(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from analysis.store.bundles import import_runs
+    from analysis.service.runs import import_runs
 
     store = RunStore()
     if args.if_empty and store.list(limit=1):
@@ -283,7 +286,7 @@ def _resume_arguments(parser: argparse.ArgumentParser) -> None:
 @command("resume", "continue an interrupted or failed run from its last checkpoint", describe_outcome)
 @arguments(_resume_arguments)
 def resume(args: argparse.Namespace) -> dict[str, Any]:
-    from analysis.runs.experiment import resume as resume_run
+    from analysis.service.runs import resume as resume_run
 
     update, close = progress_bar(f"resume {args.run_id}")
     try:

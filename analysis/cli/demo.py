@@ -8,7 +8,7 @@ from typing import Any
 
 from analysis.cli.base import add_field_flags, arguments, base_config, command, flags_given
 from analysis.cli.commands import run_with_bar
-from analysis.studies.quick_tour import DemoConfig
+from analysis.service.runs import DemoConfig
 
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:

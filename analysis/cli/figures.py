@@ -16,7 +16,7 @@ from analysis.cli.base import arguments, command
 from analysis.core.errors import ConfigError
 from analysis.figures.export import ExportOptions, export_bundle, named_figure_files, write_files
 from analysis.figures.registry import FIGURES
-from analysis.store.index import RunStore
+from analysis.service.runs import RunStore
 
 
 def _split(text: str | None) -> list[str]:

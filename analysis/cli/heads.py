@@ -12,10 +12,9 @@ from analysis.cli.base import add_field_flags, add_precision_flag, arguments, ba
 from analysis.cli.commands import add_dry_run_flag, describe_outcome, dry_run, run_with_bar
 from analysis.core.errors import ConfigError
 from analysis.core.precision import autocast, resolve
-from analysis.methods.interpret.attributions import TruncationWarning, explain_side_by_side
-from analysis.methods.interpret.attributions import explain as explain_one
-from analysis.runs.heads import HeadsConfig, load_explained
-from analysis.store.index import RunStore
+from analysis.service.explain import HeadsConfig, TruncationWarning, explain_side_by_side, load_explained
+from analysis.service.explain import explain as explain_one
+from analysis.service.runs import RunStore
 
 
 def _heads_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from analysis.cli.base import add_precision_flag, arguments, command
-from analysis.reports.latency import LatencyOptions, measure_runs
-from analysis.store.index import RunStore
+from analysis.service.reports import LatencyOptions, measure_runs
+from analysis.service.runs import RunStore
 
 
 def _latency_arguments(parser: argparse.ArgumentParser) -> None:

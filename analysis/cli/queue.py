@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from analysis.cli.base import arguments, command
-from analysis.runs.queue import JobQueue, cancel
+from analysis.service.runs import JobQueue, cancel
 
 
 @command("worker", "run queued jobs until the queue is empty (the dashboard starts these detached)")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from analysis.cli.base import command
-from analysis.store.index import RunStore
-from analysis.store.integrity import check_store
+from analysis.service.runs import RunStore, check_store
 
 
 @command("check-store", "check the store's integrity (index vs folders, stuck runs, temp files, jobs); exit 1 on problems")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from analysis.methods.interpret.attributions import Explained, TruncationWarning, eager_copy, explain  # noqa: F401
+from analysis.methods.interpret.attributions import (  # noqa: F401
+    Explained,
+    TruncationWarning,
+    eager_copy,
+    explain,
+    explain_side_by_side,
+)
 from analysis.models.arch import Arch
 from analysis.runs.heads import HeadsConfig, load_explained, stored_importance  # noqa: F401
 

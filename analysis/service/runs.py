@@ -1,14 +1,19 @@
-"""The store and the queue, as the pages use them: list, launch, re-run, cancel and delete runs."""
+"""Runs, the store and the queue, as both shells use them: run a config here or in the queue, resume, list,
+re-run, cancel, delete, export to and import from a results folder, check the store."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from analysis.core import settings
-from analysis.core.errors import PruneScopeError  # noqa: F401  (the user errors pages show with their fix)
+from analysis.core.errors import PruneScopeError  # noqa: F401  (the user errors the shells show with their fix)
 from analysis.reports.tables import runs_table  # noqa: F401
-from analysis.runs.queue import ACTIVE, JobQueue, Submission, delete_run, rerun  # noqa: F401
+from analysis.runs.executors import EXECUTORS, Executor, ExecutorOptions, using_executor  # noqa: F401
+from analysis.runs.experiment import EXPERIMENTS, Outcome, canonical, execute, resume, run_id  # noqa: F401
+from analysis.runs.queue import ACTIVE, JobQueue, Submission, cancel, delete_run, rerun  # noqa: F401
+from analysis.store.bundles import export_runs, import_runs  # noqa: F401  (results/ out and in)
 from analysis.store.index import RunStore
+from analysis.store.integrity import check_store  # noqa: F401
 from analysis.store.labels import run_label, run_labels  # noqa: F401  (the one run label)
 from analysis.studies.quick_tour import DemoConfig  # noqa: F401  (the quick tour, launched from the Runs page)
 

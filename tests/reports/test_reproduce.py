@@ -7,7 +7,7 @@ import json
 import pytest
 
 from analysis.cli.base import main
-from analysis.cli.reproduce import reproduce
+from analysis.reports.reproduce import reproduce
 from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError, StoreError
 from analysis.runs import experiment as jobs
