@@ -1,0 +1,28 @@
+"""The reference studies in results/ import into an empty store, and every page renders them (AppTest)."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from analysis.service.runs import RunStore, import_runs
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = sorted(p.stem for p in (ROOT / "dashboard").glob("*.py")
+               if p.stem not in ("__init__", "common", "widgets"))
+
+
+@pytest.fixture(scope="module")
+def results_store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results-store")
+    added = import_runs(RunStore(root), ROOT / "results")["added"]
+    assert added > 0
+    return root
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_every_page_renders_the_reference_results(results_store, monkeypatch, name):
+    monkeypatch.setenv("PRUNESCOPE_STORE", str(results_store))
+    at = AppTest.from_file(str(ROOT / "dashboard" / f"{name}.py"), default_timeout=180).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
