@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 from analysis.core.errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # the `precision` setting (analysis/precision.py resolves auto)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # the `precision` setting (analysis/core/precision.py resolves auto)
 
 
 class ConfigBase:
@@ -348,7 +348,7 @@ class TrainConfig(ConfigBase):
     # after warm-up: linear (decay to 0) | constant (held; with warmup_ratio 0 BertAdam's 'none') | cosine (to 0)
     lr_schedule: str = "linear"
     max_grad_norm: float = 1.0
-    # auto | fp32 | bf16 | fp16; auto picks per device (analysis/precision.py) and the run records what it picked
+    # auto | fp32 | bf16 | fp16; auto picks per device (analysis/core/precision.py) and the run records what it picked
     precision: str = "auto"
     eval_batch_size: int = 128
     length_bucketing: bool = True

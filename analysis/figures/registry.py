@@ -2,7 +2,7 @@
 
 Registering a figure is one decorator. In your topic module (e.g. `analysis/figures/scale.py`)::
 
-    from .registry import FigureResult, NotApplicable, register_figure
+    from analysis.figures.registry import FigureResult, NotApplicable, register_figure
 
     @register_figure("metric-vs-size", kinds=("study-scale",), description="Metric vs training size per arm")
     def _metric_vs_size(store, run_ids):

@@ -27,7 +27,7 @@ class ProbeConfig(ConfigBase):
     target: str = "default"  # a run id, or 'default' for the original pre-trained model
     probes: tuple[str, ...] = DEFAULT_PROBES
     task: str | None = None  # the task of task-based probes (layer-probe) for a target without one ('default')
-    precision: str = "auto"  # of the forward passes that extract features (analysis/precision.py)
+    precision: str = "auto"  # of the forward passes that extract features (analysis/core/precision.py)
     seed: int = 0  # draws the probe sentences (CKA's WikiText-2 sample, MLM's)
 
     def validate(self) -> None:

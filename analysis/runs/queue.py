@@ -3,11 +3,11 @@
 - `submit(kind, config)`: a config whose run is finished is served from the store; otherwise one row is
   added to the `jobs` table of the store's `index.sqlite` (status `queued`). A unique index allows one
   active job per run id, so identical launches from any number of processes make one job and one run.
-  A queued job has no row in `runs` yet: the worker's `jobs.execute` claims the run as any run is claimed.
+  A queued job has no row in `runs` yet: the worker's `runs.experiment.execute` claims the run as any run is claimed.
 - Workers are `python -m analysis worker` processes started detached (a session of their own, so they
   survive a page reload, and the Streamlit script never trains). At most `PRUNESCOPE_WORKERS` (default 1;
   0 only queues) run at once, counted in the `workers` table. A worker takes the oldest queued job, runs it
-  in-process through `jobs.execute` (progress and heartbeats go to the store, as for any run) and exits
+  in-process through `runs.experiment.execute` (progress and heartbeats go to the store, as for any run) and exits
   when the queue is empty. Job statuses: queued, running, cancelling, done, failed, cancelled, interrupted.
 - `cancel(run_id)`: a queued job is dropped; a running one is marked `cancelling` and its worker gets
   SIGTERM, which becomes a KeyboardInterrupt (so `execute` marks the run interrupted and keeps what it

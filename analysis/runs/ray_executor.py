@@ -5,7 +5,7 @@ Flow for the members not yet finished in the store:
    as tasks of its own, then packed (record, metrics, artefacts, weights) and put in Ray's object store once.
 2. The driver claims each member's run in its store (so the dashboard shows it running and no other
    process runs it too), and submits one task per member with the runs it needs.
-3. A task runs the member with `jobs.execute` against a scratch store in a temporary folder on its node,
+3. A task runs the member with `runs.experiment.execute` against a scratch store in a temporary folder on its node,
    with the device resolved there (`--device auto`: the GPU Ray gave it, else the CPU), packs every run it
    made and deletes the folder. The driver writes each packed run into the store as the task finishes.
 A task whose member fails returns the error (the member's run is marked failed, the others go on); a task

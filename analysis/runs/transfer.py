@@ -15,7 +15,7 @@ from analysis.core.config import ConfigBase
 from analysis.core.registry import Registry
 from analysis.store.index import RunStore, write_atomic
 
-CHECKPOINTS = "checkpoints"  # the folder of a run's training checkpoints (see jobs.execute)
+CHECKPOINTS = "checkpoints"  # the folder of a run's training checkpoints (see runs.experiment.execute)
 ROW_FIELDS = ("method", "dataset", "model", "seed", "label", "created", "duration")
 
 
@@ -85,7 +85,7 @@ def write_back(store: RunStore, packed: dict[str, Any], claimed: bool) -> bool:
 
 def restore_stopped(store: RunStore, packed: dict[str, Any]) -> None:
     """Put a failed or interrupted run (with its checkpoints) into a scratch store as it was, so that
-    `jobs.execute` continues it from its last checkpoint instead of starting again."""
+    `runs.experiment.execute` continues it from its last checkpoint instead of starting again."""
     fields = {k: packed["row"].get(k) for k in ("method", "dataset", "model", "seed", "label")}
     if store.claim(packed["run_id"], packed["kind"], packed["config"], fields):
         write_files(store, packed, exact=True)
