@@ -21,7 +21,6 @@ from analysis.store.index import RunStore
 from analysis.training.loop import fit
 from tests.conftest import FAMILIES
 
-UNSTRUCTURED = ("sparsebert", "magnitude", "gradual-magnitude", "random", "movement")
 
 
 def prune_config(tiny_models, files, method, sparsity, family="bert", **extra):
