@@ -38,6 +38,15 @@ class Encoded:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.ids[a:b], None if self.type_ids is None else self.type_ids[a:b]
 
+    def take(self, idx: np.ndarray) -> "Encoded":
+        """The examples `idx`, in that order (a seeded sample of a dev set)."""
+        rows = [self.row(int(i)) for i in idx]
+        lengths = np.array([len(r[0]) for r in rows], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        ids = np.concatenate([r[0] for r in rows]) if rows else self.ids[:0]
+        types = None if self.type_ids is None else np.concatenate([r[1] for r in rows])
+        return Encoded(ids, offsets, types, None if self.labels is None else self.labels[idx])
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("PRUNESCOPE_CACHE", settings.store_root() / "cache")) / "tokens"
