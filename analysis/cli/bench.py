@@ -21,6 +21,7 @@ def _bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes (the median is reported)")
     add_precision_flag(parser)
     parser.add_argument("--runs", type=int, default=500, help="bench dashboard: runs in the temporary store")
+    parser.add_argument("--run", help="bench whatif: a stored fine-tune to edit (default: fine-tune one on SST-2 here)")
 
 
 @command("bench", "measure speed and memory (train: our loop vs the HF Trainer)")

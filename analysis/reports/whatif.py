@@ -27,7 +27,7 @@ from analysis.core.errors import ConfigError
 from analysis.core.precision import resolve
 from analysis.data.tasks import load_task, sample_indices
 from analysis.data.tokens import Encoded, encode
-from analysis.methods.pruning.masks import apply_masks_, magnitude_scores, masks_from_weights, random_scores, select
+from analysis.methods.pruning.masks import apply_masks_, magnitude_scores, masks_from_weights, random_scores
 from analysis.models.arch import MODULE_TYPES, Arch
 from analysis.models.compact import drop_layers_, remove_ffn_neurons_
 from analysis.models.heads import remove_heads_
@@ -155,16 +155,48 @@ def _ffn_order(arch: Arch, layer: int) -> torch.Tensor:
     return arch.linear(layer, "ffn_out").weight.detach().float().norm(dim=0).argsort(stable=True)
 
 
+class MaskOrder:
+    """The order in which an unstructured criterion removes weights, sorted once: masks at any sparsity are then a
+    slice of it (the same masks `select` gives: a stable sort of the scores, exactly round(s * n) removed)."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], criterion: str, scope: str, seed: int):
+        scores = magnitude_scores(weights) if criterion == "magnitude" else random_scores(seed)(weights)
+        self.shapes = {name: w.shape for name, w in weights.items()}
+        self.scope = scope
+        if scope == "global":
+            flat = torch.cat([v.reshape(-1).float() for v in scores.values()])
+            self.orders = {"*": torch.sort(flat, stable=True).indices}
+        else:
+            self.orders = {name: torch.sort(v.reshape(-1).float(), stable=True).indices for name, v in scores.items()}
+
+    def masks(self, sparsity: float) -> dict[str, torch.Tensor]:
+        if self.scope != "global":
+            return {name: _keep(order, sparsity).view(self.shapes[name]) for name, order in self.orders.items()}
+        keep, out, start = _keep(self.orders["*"], sparsity), {}, 0
+        for name, shape in self.shapes.items():
+            n = shape.numel()
+            out[name] = keep[start:start + n].view(shape)
+            start += n
+        return out
+
+
+def _keep(order: torch.Tensor, sparsity: float) -> torch.Tensor:
+    mask = torch.ones(order.numel(), dtype=torch.bool)
+    mask[order[:int(round(sparsity * order.numel()))]] = False
+    return mask
+
+
 @torch.no_grad()
-def apply_edit_(model: nn.Module, edit: Edit) -> dict[str, Any]:
-    """Edit `model` in place (a copy: never the stored one). Returns what was removed, for the compact copy and
-    the per-layer accounting: {'heads': {layer: [kept]}, 'ffn': {layer: kept indices}, 'layers': kept}."""
+def apply_edit_(model: nn.Module, edit: Edit, order: MaskOrder | None = None) -> dict[str, Any]:
+    """Edit `model` in place (a copy: never the stored one). `order`: the criterion's cached order over the same
+    weights (else sorted here). Returns what was removed, for the compact copy and the per-layer accounting:
+    {'heads': {layer: [kept]}, 'ffn': {layer: kept indices}, 'layers': kept}."""
     arch = Arch(model)
     edit.validate(arch)
     if edit.sparsity > 0:
         weights = _chosen_weights(arch, edit)
-        scores = magnitude_scores(weights) if edit.criterion == "magnitude" else random_scores(edit.seed)(weights)
-        apply_masks_(weights, select(scores, edit.sparsity, edit.scope))
+        order = order or MaskOrder(weights, edit.criterion, edit.scope, edit.seed)
+        apply_masks_(weights, order.masks(edit.sparsity))
     kept_heads = {}
     for layer in sorted({layer for layer, _ in edit.heads}):
         gone = {h for l_, h in edit.heads if l_ == layer}
@@ -249,8 +281,19 @@ class WhatIf:
         self.base = self._outputs(self.model, self.dev)
         self.base_value = self._value(self.base)
         self.arch = Arch(self.model)
+        self.rest = np.setdiff1d(np.arange(len(self.dev)), self.sample)
+        self.dev_rest = self.dev.take(self.rest)
         self._cache: dict[tuple[str, bool], dict[str, Any]] = {}
+        self._orders: dict[tuple[Any, ...], MaskOrder] = {}
+        self._edited: tuple[str, Any] | None = None  # (edit key, (model, removed, per-layer sparsity, sample outputs))
+        self.mask_order(Edit(sparsity=0.5))  # the explorer's first question: global magnitude, sorted while loading
         self.load_seconds = time.perf_counter() - started
+
+    def mask_order(self, edit: Edit) -> MaskOrder:
+        key = (edit.criterion, edit.scope, edit.seed if edit.criterion == "random" else None, edit.modules, edit.layers)
+        if key not in self._orders:
+            self._orders[key] = MaskOrder(_chosen_weights(self.arch, edit), edit.criterion, edit.scope, edit.seed)
+        return self._orders[key]
 
     # -- evaluation --------------------------------------------------------------------------------------------
 
@@ -263,7 +306,8 @@ class WhatIf:
 
     def edited_model(self, edit: Edit) -> tuple[nn.Module, dict[str, Any], list[float]]:
         model = copy.deepcopy(self.model)
-        removed = apply_edit_(model, edit)
+        edit.validate(self.arch)
+        removed = apply_edit_(model, edit, self.mask_order(edit) if edit.sparsity > 0 else None)
         per_layer = layer_sparsity(model, edit.layers)
         if edit.layers:
             drop_layers_(model, removed["layers"])
@@ -276,10 +320,19 @@ class WhatIf:
         if key in self._cache and (not latency or "latency" in self._cache[key]):
             return {**self._cache[key], "cached": True, "seconds": 0.0}
         started = time.perf_counter()
-        model, removed, per_layer = self.edited_model(edit)
+        if self._edited is None or self._edited[0] != edit.key():  # the estimate's model serves the full pass
+            model, removed, per_layer = self.edited_model(edit)
+            self._edited = (edit.key(), (model, removed, per_layer, self._outputs(model, self.dev_sample)))
+        model, removed, per_layer, on_sample = self._edited[1]
         idx = np.arange(len(self.dev)) if full else self.sample
         base = Outputs(self.base.outputs[idx], self.base.labels[idx], self.base.regression)
-        edited = self._outputs(model, self.dev if full else self.dev_sample)
+        edited = on_sample
+        if full:  # the sample is done: the rest of the dev set, then both in dev order
+            outputs = np.empty_like(self.base.outputs)
+            outputs[self.sample] = on_sample.outputs
+            if len(self.rest):
+                outputs[self.rest] = self._outputs(model, self.dev_rest).outputs
+            edited = Outputs(outputs, self.base.labels, self.base.regression)
         result = self._compare(edit, base, edited, idx, full)
         result["layer_sparsity"] = per_layer
         result["encoder_sparsity"] = float(np.mean(per_layer))  # every layer has the same six matrices
