@@ -249,7 +249,13 @@ def compare_runs(store: RunStore, run_ids: Sequence[str], n_resamples: int = 100
     """Compare 2-4 runs on their shared dev examples (the first run is listed first in every pair)."""
     if not 2 <= len(run_ids) <= 4 or len(set(run_ids)) != len(run_ids):
         raise ConfigError(f"got {len(run_ids)} runs", fix="pick between 2 and 4 different runs")
-    runs = [load_predictions(store, r) for r in run_ids]
+    return compare_predictions([load_predictions(store, r) for r in run_ids], n_resamples, seed, confidence)
+
+
+def compare_predictions(runs: Sequence[Predictions], n_resamples: int = 1000, seed: int = 0,
+                        confidence: float = 0.95) -> Comparison:
+    """Metrics with bootstrap intervals, and paired bootstrap + McNemar for every pair, of aligned predictions."""
+    runs = list(runs)
     check_aligned(runs)
     names = [m for m in runs[0].metrics if all(m in r.metrics for r in runs)] or list(runs[0].metrics)
     gold = runs[0].labels
