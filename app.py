@@ -5,8 +5,10 @@ import streamlit as st
 st.set_page_config(page_title="PruneScope", page_icon="✂️", layout="wide")
 
 pages = [
-    st.Page("dashboard/runs.py", title="Runs", icon=":material/list:", default=True),
+    st.Page("dashboard/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("dashboard/runs.py", title="Runs", icon=":material/list:"),
     st.Page("dashboard/launch.py", title="Launch", icon=":material/rocket_launch:"),
+    st.Page("dashboard/explore.py", title="Explore", icon=":material/tune:"),
     st.Page("dashboard/sparsity.py", title="Sparsity", icon=":material/grid_on:"),
     st.Page("dashboard/accuracy.py", title="Accuracy", icon=":material/show_chart:"),
     st.Page("dashboard/heads.py", title="Heads", icon=":material/psychology:"),

@@ -125,3 +125,12 @@ def study_picker(store: RunStore, studies: list[dict], topic: str, label: Callab
     if not complete:
         st.warning(f"This study is not finished: {len(rows)} {unit}s so far, summarised as they stand.")
     return rows, summary, complete
+
+
+def page_link(path: str, label: str, icon: str | None = None) -> None:
+    """A link to another page of the app; when this page runs on its own (outside the app's navigation, e.g. in a
+    test or `streamlit run dashboard/x.py`) the page is named instead."""
+    try:
+        st.page_link(path, label=label, icon=icon)
+    except st.errors.StreamlitAPIException:
+        st.caption(f"{label} ({path})")

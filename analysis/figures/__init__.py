@@ -35,3 +35,4 @@ from analysis.figures.pruning import (  # noqa: F401
 )
 from analysis.figures.registry import FIGURES, FigureResult, NotApplicable, build_figure, register_figure  # noqa: F401
 from analysis.figures.scale import curve_table, scale_curves, scale_gap, scale_table  # noqa: F401,E402
+from analysis.figures.whatif import layer_sparsity_bars, whatif_vs_retrained  # noqa: F401,E402

@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -286,6 +287,7 @@ class WhatIf:
         self._cache: dict[tuple[str, bool], dict[str, Any]] = {}
         self._orders: dict[tuple[Any, ...], MaskOrder] = {}
         self._edited: tuple[str, Any] | None = None  # (edit key, (model, removed, per-layer sparsity, sample outputs))
+        self._lock = threading.Lock()  # one edit at a time: the dashboard's sessions share a loaded model
         self.mask_order(Edit(sparsity=0.5))  # the explorer's first question: global magnitude, sorted while loading
         self.load_seconds = time.perf_counter() - started
 
@@ -316,6 +318,10 @@ class WhatIf:
     def evaluate(self, edit: Edit, full: bool = True, latency: bool = False) -> dict[str, Any]:
         """The edit's metric on the sample (full=False) or the whole dev set, its change against the unedited model
         with a paired bootstrap interval, agreement, KL, per-layer sparsity and the flipped examples."""
+        with self._lock:
+            return self._evaluate(edit, full, latency)
+
+    def _evaluate(self, edit: Edit, full: bool, latency: bool) -> dict[str, Any]:
         key = (edit.key(), full)
         if key in self._cache and (not latency or "latency" in self._cache[key]):
             return {**self._cache[key], "cached": True, "seconds": 0.0}

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from analysis.core.errors import ConfigError
-from analysis.reports.whatif import Edit, WhatIf, parse_ffn, parse_heads, parse_layers  # noqa: F401
+from analysis.models.arch import MODULE_TYPES  # noqa: F401
+from analysis.reports.whatif import CRITERIA, SAMPLE_SIZE, SCOPES, Edit, WhatIf, parse_ffn, parse_heads, parse_layers  # noqa: F401
 from analysis.runs.heads import stored_importance
 from analysis.runs.queue import JobQueue, Submission
 from analysis.store.index import RunStore
@@ -78,4 +79,4 @@ def retrain(store: RunStore, run_id: str, edit: Edit) -> Submission:
     config = PruneConfig.from_dict({**{k: record.config[k] for k in ("model", "data", "train", "seed")},
                                     "method": "magnitude", "sparsity": round(min(sparsity, 0.9999), 4),
                                     "options": {"masks": str(path)}}, where=f"the edit of run {run_id} as a run")
-    return JobQueue(store).submit("prune", config)
+    return JobQueue(store).submit("prune", config)  # (submit starts a worker when none is running)

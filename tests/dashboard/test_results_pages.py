@@ -26,3 +26,12 @@ def test_every_page_renders_the_reference_results(results_store, monkeypatch, na
     at = AppTest.from_file(str(ROOT / "dashboard" / f"{name}.py"), default_timeout=180).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def test_home_states_what_each_reference_study_found(results_store, monkeypatch):
+    monkeypatch.setenv("PRUNESCOPE_STORE", str(results_store))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "home.py"), default_timeout=180).run()
+    text = " ".join(m.value for m in at.markdown)
+    assert "At sparsity 0.9 on sst2" in text and "Child-Tuning vs vanilla on 5 task(s)" in text
+    assert "training examples the pretrained transformer leads" in text
+    assert len(at.get("plotly_chart")) == 3 and "python -m analysis demo" in text

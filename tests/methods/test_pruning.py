@@ -22,7 +22,6 @@ from analysis.training.loop import fit
 from tests.conftest import FAMILIES
 
 
-
 def prune_config(tiny_models, files, method, sparsity, family="bert", **extra):
     train, evaluation = files
     return PruneConfig.from_flat({}, {"model": str(tiny_models[family]), "dataset": str(train),

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from analysis.cli.base import main
-from analysis.reports.reproduce import reproduce
 from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError, StoreError
+from analysis.reports.reproduce import reproduce
 from analysis.runs import experiment as jobs
 from analysis.store.bundles import export_runs, import_runs
 from analysis.store.index import RunStore

@@ -1,0 +1,89 @@
+"""What each finished study in the store found, in one sentence computed from its stored table or summary (never
+written by hand), with the page that shows it and the registered figure that draws it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from analysis.store.index import RunStore
+
+
+@dataclass(frozen=True)
+class Headline:
+    run_id: str
+    title: str
+    finding: str
+    page: str  # the dashboard page (file stem) that shows the study
+    figure: str  # a registered figure of it
+
+
+def _pruning(store: RunStore, row: dict[str, Any]) -> Headline | None:
+    table = [r for r in store.load_artifact_json(row["run_id"], "table") if r.get("value") is not None]
+    if not table:
+        return None
+    top = max(r["sparsity"] for r in table)
+    at_top = [r for r in table if r["sparsity"] == top]
+    means: dict[str, list[float]] = {}
+    for r in at_top:
+        means.setdefault(r["method"], []).append(r["value"])
+    ranked = sorted(((sum(v) / len(v), m, len(v)) for m, v in means.items()), reverse=True)
+    metric = at_top[0].get("metric", "metric")
+    best, worst = ranked[0], ranked[-1]
+    spread = f"; {worst[1]} lowest at {worst[0]:.3f}" if len(ranked) > 1 else ""
+    finding = (f"At sparsity {top:g} on {row['dataset']}, {best[1]} keeps the highest {metric}: {best[0]:.3f} "
+               f"(mean of {best[2]} seed{'s' if best[2] > 1 else ''}){spread}; {len(ranked)} methods compared.")
+    return Headline(row["run_id"], row["label"] or "pruning sweep", finding, "accuracy", "metric-vs-sparsity")
+
+
+def _scale(store: RunStore, row: dict[str, Any]) -> Headline | None:
+    summary = store.load_artifact_json(row["run_id"], "summary")
+    gaps = summary.get("gaps") or []
+    if not gaps:
+        return None
+    largest = max(g["size"] for g in gaps)
+    parts = []
+    for g in sorted((g for g in gaps if g["size"] == largest), key=lambda g: g["arm"]):
+        even = (summary.get("break_even") or {}).get(g["arm"], {})
+        where = ("no break-even within the sizes measured" if not even or even.get("extrapolation")
+                 or not isinstance(even.get("n"), (int, float)) or math.isnan(even.get("n", math.nan))
+                 else f"break-even near n={even['n']:,.0f}")
+        parts.append(f"{g['arm']} {100 * g['gap']:.1f} points behind ({where})")
+    finding = f"With {largest:,} training examples the pretrained transformer leads: " + "; ".join(parts) + "."
+    return Headline(row["run_id"], row["label"] or "data-scale study", finding, "scale", "scale-gap")
+
+
+def _child_tuning(store: RunStore, row: dict[str, Any]) -> Headline | None:
+    cells = [c for c in store.load_artifact_json(row["run_id"], "summary").get("cells", [])
+             if c.get("method") != "vanilla" and c.get("diff_mean") is not None]
+    if not cells:
+        return None
+    better = [c for c in cells if c["diff_ci_low"] is not None and c["diff_ci_low"] > 0]
+    worse = [c for c in cells if c["diff_ci_high"] is not None and c["diff_ci_high"] < 0]
+    tasks = sorted({c["task"] for c in cells})
+    finding = (f"Child-Tuning vs vanilla on {len(tasks)} task(s) ({', '.join(tasks)}): {len(better)} of {len(cells)} "
+               f"method-task cells better with a 95% interval above zero, {len(worse)} worse, the rest not "
+               f"distinguishable from vanilla.")
+    return Headline(row["run_id"], row["label"] or "Child-Tuning study", finding, "child_tuning", "child-differences")
+
+
+HEADLINES: dict[str, Callable[[RunStore, dict[str, Any]], Headline | None]] = {
+    "sweep-pruning": _pruning, "study-scale": _scale, "study-child-tuning": _child_tuning,
+}
+
+
+def headlines(store: RunStore) -> list[Headline]:
+    """One headline per finished study in the store (newest first within each kind)."""
+    out = []
+    for row in store.list(status="done"):
+        summarise = HEADLINES.get(row["kind"])
+        if summarise is None:
+            continue
+        try:
+            found = summarise(store, row)
+        except (KeyError, TypeError, ValueError, FileNotFoundError):  # an older artefact layout: skip, don't crash
+            continue
+        if found is not None:
+            out.append(found)
+    return out
