@@ -6,8 +6,28 @@ import pandas as pd
 import streamlit as st
 
 from analysis import figures
+from analysis.service.runs import run_labels
 from analysis.service.studies import prune_rows
-from dashboard.common import get_store, short_name, show_error
+from dashboard.common import get_store, show_error
+
+
+def default_pair(names: list[str], labels: dict, models: dict) -> list[str]:
+    """The most informative start: the highest-sparsity knowledge-aware (sparsebert) run beside the magnitude
+    baseline of the same model, data, sparsity and seed (else the newest two runs of one model and dataset)."""
+    def key(name: str) -> tuple:
+        r = labels[name]
+        return r["dataset"], models.get(r["run_id"]), r["sparsity"], r["seed"]
+
+    aware = sorted((n for n in names if labels[n]["method"] == "sparsebert"), key=lambda n: -(labels[n]["sparsity"] or 0))
+    for name in aware:
+        twins = [n for n in names if key(n) == key(name) and labels[n]["method"] in ("gradual-magnitude", "magnitude")]
+        if twins:
+            return [name, sorted(twins, key=lambda n: labels[n]["method"] != "gradual-magnitude")[0]]
+    if aware:
+        return aware[:1]
+    first = names[0] if names else None
+    return [n for n in names if first and key(n)[:2] == key(first)[:2]][:2]
+
 
 st.title("Sparsity per layer")
 store = get_store()
@@ -18,13 +38,11 @@ if not pruned:
     st.stop()
 
 models = {r["run_id"]: r["model"] for r in rows}
-labels = {f"{r['method']} s={r['sparsity']:g} seed={r['seed']} · {short_name(r['dataset'])} ({r['run_id']})": r
-          for r in pruned}
-# side by side on one colour scale: by default the newest run and the next one of the same model and dataset
-newest = pruned[0]
-alike = [lbl for lbl, r in labels.items() if (r["dataset"], models.get(r["run_id"])) ==
-         (newest["dataset"], models.get(newest["run_id"]))]
-picked = st.multiselect("Runs (up to 4)", list(labels), default=alike[:2], max_selections=4)
+labels = {f"{text} ({rid[:8]})": next(r for r in pruned if r["run_id"] == rid)
+          for rid, text in run_labels([{**r, "model": models.get(r["run_id"]), "kind": "prune",
+                                        "summary": {"requested_sparsity": r["sparsity"]}} for r in pruned]).items()}
+picked = st.multiselect("Runs (up to 4)", list(labels), default=default_pair(list(labels), labels, models),
+                        max_selections=4, help="opens on the sparsest knowledge-aware run beside its magnitude baseline")
 if not picked:
     st.info("Pick one or more pruned runs.")
     st.stop()

@@ -134,10 +134,31 @@ def load_task(cfg: DataConfig, seed: int, need_train: bool = True) -> TaskData:
         if card is not None and "train" not in card.splits and not (card.hub or {}).get("splits", {}).get("train"):
             raise DataError(f"dataset {card.name!r} has no training split", fix="pick a dataset with one")
         train = subsample(load_split(cfg, "train"), cfg.train_size, seed)
-    evaluation = subsample(load_split(cfg, eval_split), cfg.eval_size, seed, "eval_size")
+    if card is not None and cfg.eval_file:  # a registered dataset evaluated on the user's file, read with its card
+        check_eval_file_split(cfg)
+        evaluation = subsample(eval_file_dataset(cfg, card), cfg.eval_size, seed, "eval_size")
+        eval_split = "file"
+    else:
+        evaluation = subsample(load_split(cfg, eval_split), cfg.eval_size, seed, "eval_size")
     if evaluation.card.task == "unlabeled":
         raise DataError(f"dataset {evaluation.card.name!r} has no labels", fix="use a labelled dataset to train")
     return TaskData(evaluation.card, train, evaluation, eval_split)
+
+
+def check_eval_file_split(cfg: DataConfig) -> None:
+    if cfg.eval_split is not None:
+        raise DataError(f"both --eval-split {cfg.eval_split} and --eval-file {cfg.eval_file} were given",
+                        fix="give one: --eval-file replaces the dataset's evaluation split")
+
+
+def eval_file_dataset(cfg: DataConfig, card: DatasetCard) -> TextDataset:
+    """The user's evaluation file for a registered dataset: its columns and label set are the card's (or the ones
+    --text-columns and --label-column name); a label outside the card's set is an error naming the line."""
+    path = Path(cfg.eval_file).expanduser()
+    if not path.is_file():
+        raise DataError(f"evaluation file {cfg.eval_file!r} does not exist", fix="check the path of --eval-file")
+    return rows_to_dataset(read_rows(path), card, "file", str(path), file_fingerprint(path), cfg.text_columns,
+                           cfg.label_column)
 
 
 def fingerprint(cfg: DataConfig) -> str:
@@ -150,7 +171,10 @@ def fingerprint(cfg: DataConfig) -> str:
         return "+".join(file_fingerprint(p) for p in paths)
     card = get_card(cfg.dataset)
     parts = []
-    for split in ("train", cfg.eval_split or card.default_eval_split):
+    if cfg.eval_file:  # the user's evaluation file replaces the card's evaluation split
+        parts.append(file_fingerprint(Path(cfg.eval_file).expanduser()) if Path(cfg.eval_file).expanduser().is_file()
+                     else f"missing:{cfg.eval_file}")
+    for split in ("train",) if cfg.eval_file else ("train", cfg.eval_split or card.default_eval_split):
         spec = card.splits.get(split)
         path = settings.data_root() / spec["file"] if spec else None
         if path is not None and path.is_file():

@@ -167,10 +167,11 @@ def _break_even_marker(fig: go.Figure, be: Mapping[str, Any], colour: str, arm: 
         return
     if not _finite(be.get("n")):
         share = be.get("share_of_draws_with_a_crossing", 0.0)
-        fig.add_annotation(xref="paper", yref="paper", x=0.98, y=1 - 0.12 * len(fig.layout.annotations),
-                           xanchor="right", yanchor="top", showarrow=False, font=dict(color=colour),
-                           text=f"{arm}: no break-even — the fitted gap stays above {be['threshold']:g} up to 10^12 "
-                                f"examples ({share:.0%} of bootstrap draws cross)")
+        # a legend entry, not a note on the plot: notes ran over the axis labels; the legend is laid out by plotly
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", legendgroup=arm,
+                                 marker=dict(symbol="x-thin-open", size=10, color=colour, line=dict(width=2)),
+                                 name=f"{arm}: no break-even (fit above {be['threshold']:g} to 10^12; "
+                                      f"{share:.0%} of draws cross)"))
         return
     n, low, high = float(be["n"]), be.get("ci_low"), be.get("ci_high")
     error = dict(type="data", symmetric=False, array=[float(high) - n if _finite(high) else 0],

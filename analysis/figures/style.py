@@ -36,6 +36,8 @@ def paper_figure(fig: go.Figure, width_in: float, height_in: float, keep_title: 
                       autosize=False, colorway=list(LINE_COLOURS), font=dict(size=font))
     if not keep_title:
         out.update_layout(title=None)
+    else:  # pinned to the top: the legend is placed below the title's measured height, not plotly's centring
+        out.update_layout(title=dict(yref="container", y=1, yanchor="top", pad=dict(t=font + 8)))
     out.update_layout(margin=dict(l=55, r=15, b=45, t=15))
     out.update_annotations(font_size=font - 1)  # subplot titles and notes a step below the axis text
     _wrap_annotations(out, width_px, font - 1)

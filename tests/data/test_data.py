@@ -112,3 +112,21 @@ def test_regression_user_file_is_inferred(tmp_path):
     task = data.load_task(DataConfig(dataset=f, eval_file=f), seed=0)
     assert task.card.task == "regression" and task.card.text_columns == ("sentence1", "sentence2")
     assert task.card.metrics == ("pearson", "spearman")
+
+
+def test_an_eval_file_with_a_registered_dataset_is_honoured(tmp_path):
+    from analysis.core.config import DataConfig
+    from analysis.core.errors import DataError
+    from analysis.data.tasks import fingerprint, load_task
+
+    held = tmp_path / "mine.tsv"
+    held.write_text("sentence\tlabel\na fine film\t1\na dull film\t0\nlovely\t1\n", encoding="utf-8")
+    task = load_task(DataConfig(dataset="sst2", eval_file=str(held)), 0, need_train=False)
+    assert task.eval_split == "file" and task.eval.texts[0] == ["a fine film", "a dull film", "lovely"]
+    assert list(task.eval.labels) == [1, 0, 1] and task.card.name == "sst2"
+    assert fingerprint(DataConfig(dataset="sst2", eval_file=str(held))) != fingerprint(DataConfig(dataset="sst2"))
+    held.write_text("sentence\tlabel\nodd\t7\n", encoding="utf-8")
+    with pytest.raises(DataError, match="outside the label set"):
+        load_task(DataConfig(dataset="sst2", eval_file=str(held)), 0, need_train=False)
+    with pytest.raises(DataError, match="both --eval-split"):
+        load_task(DataConfig(dataset="sst2", eval_file=str(held), eval_split="validation"), 0, need_train=False)

@@ -53,13 +53,14 @@ def test_scale_gap_marks_an_extrapolated_break_even_and_a_missing_one():
     assert math.isfinite(be["lstm"]["n"]) and be["lstm"]["extrapolation"]  # the curves meet beyond the data
     assert math.isnan(be["lstm-pretrained"]["n"])  # a = 0.90 never comes within a point of 0.93
     fig = figures.scale_gap(summary, "accuracy")
-    assert len(fig.data) == 4 + 3  # gap, two fit pieces and the break-even marker; no marker without a crossing
+    assert len(fig.data) == 4 + 3 + 1  # gap, two fit pieces and the break-even marker; a legend note without one
     marker = by_name(fig)["lstm break-even (extrapolated)"]
     assert math.isclose(marker.x[0], be["lstm"]["n"]) and marker.y[0] == 0.01
     assert math.isclose(marker.x[0] + marker.error_x.array[0], be["lstm"]["ci_high"])
     assert math.isclose(marker.x[0] - marker.error_x.arrayminus[0], be["lstm"]["ci_low"])
     notes = " ".join(a.text for a in fig.layout.annotations)
-    assert "lstm-pretrained: no break-even" in notes and "extrapolated" in notes
+    assert "extrapolated" in notes and "no break-even" not in notes  # on the legend, never over the axes
+    assert any(t.name.startswith("lstm-pretrained: no break-even") and t.x == (None,) for t in fig.data)
     gap = by_name(fig)["transformer − lstm"]
     assert np.allclose(gap.y, [g["gap"] for g in summary["gaps"] if g["arm"] == "lstm"])
 
