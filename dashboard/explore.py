@@ -70,7 +70,7 @@ with controls:
     for layer in range(arch.num_layers):
         st.pills(f"Layer {layer}", list(range(arch.num_heads)), selection_mode="multi", key=head_key(layer),
                  format_func=lambda h: f"{h}")
-    k_col, by_col, go_col = st.columns([1, 1, 1], vertical_alignment="bottom")
+    k_col, by_col, go_col = st.columns([1, 1, 2], vertical_alignment="bottom")
     k = int(k_col.number_input("k", min_value=1, max_value=arch.num_layers * arch.num_heads, value=min(12, arch.num_layers * arch.num_heads)))
     by = by_col.selectbox("by", ("michel", "ig"), help="stored importance: Michel et al., or integrated gradients")
     go_col.button("Remove k least important", on_click=remove_least_important, args=(k, by))
@@ -104,7 +104,7 @@ def show(box, result: dict, title: str) -> None:
                       f"{result['unedited']:.4f}")
         if result["agreement"] is not None:
             b.metric("agreement with unedited", f"{result['agreement']:.1%}")
-            c.metric("KL(unedited ‖ edited)", f"{result['kl']:.4f}")
+            c.metric("KL(unedited ‖ edited)", f"{result['kl']:.3g}")
         st.caption(f"Change {result['change']:+.4f}, paired bootstrap 95% interval [{result['change_ci_low']:+.4f}, "
                    f"{result['change_ci_high']:+.4f}] on {result['examples']} examples · encoder sparsity "
                    f"{result['encoder_sparsity']:.1%} · {result['seconds']:.2f} s{' (cached)' if result['cached'] else ''}"

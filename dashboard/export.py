@@ -33,7 +33,8 @@ if source == "A study":
     labels = {f"{r['label'] or r['kind']} ({r['run_id']})": r["run_id"] for r in studies}
     picked = [labels[st.selectbox("Study", list(labels))]]
 else:
-    labels = {label: rid for rid, label in run_labels([r for r in finished if not r["summary"].get("run_ids")]).items()}
+    named = run_labels([r for r in finished if not r["summary"].get("run_ids")])
+    labels = {f"{label} ({rid[:8]})": rid for rid, label in named.items()}
     chosen = st.multiselect("Runs", list(labels), default=list(labels)[:1])
     picked = [labels[c] for c in chosen]
 if not picked:

@@ -23,7 +23,10 @@ store = get_store()
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def study_figure(root: str, name: str, run_id: str, updated: float):
-    return build_figure(get_store(), name, [run_id]).figure
+    """The study's figure with its legend below the plot (a side legend leaves no room in this column)."""
+    fig = build_figure(get_store(), name, [run_id]).figure
+    return fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.3, x=0, xanchor="left"),
+                             margin=dict(r=20, b=40), height=520)
 
 
 left, right = st.columns([3, 2], gap="large")

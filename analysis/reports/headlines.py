@@ -13,6 +13,8 @@ from analysis.store.index import RunStore
 @dataclass(frozen=True)
 class Headline:
     run_id: str
+    kind: str
+    runs: int  # member runs: the larger study is the stronger evidence
     title: str
     finding: str
     page: str  # the dashboard page (file stem) that shows the study
@@ -34,7 +36,7 @@ def _pruning(store: RunStore, row: dict[str, Any]) -> Headline | None:
     spread = f"; {worst[1]} lowest at {worst[0]:.3f}" if len(ranked) > 1 else ""
     finding = (f"At sparsity {top:g} on {row['dataset']}, {best[1]} keeps the highest {metric}: {best[0]:.3f} "
                f"(mean of {best[2]} seed{'s' if best[2] > 1 else ''}){spread}; {len(ranked)} methods compared.")
-    return Headline(row["run_id"], row["label"] or "pruning sweep", finding, "accuracy", "metric-vs-sparsity")
+    return Headline(row["run_id"], row["kind"], len(table), row["label"] or "pruning sweep", finding, "accuracy", "metric-vs-sparsity")
 
 
 def _scale(store: RunStore, row: dict[str, Any]) -> Headline | None:
@@ -49,9 +51,11 @@ def _scale(store: RunStore, row: dict[str, Any]) -> Headline | None:
         where = ("no break-even within the sizes measured" if not even or even.get("extrapolation")
                  or not isinstance(even.get("n"), (int, float)) or math.isnan(even.get("n", math.nan))
                  else f"break-even near n={even['n']:,.0f}")
-        parts.append(f"{g['arm']} {100 * g['gap']:.1f} points behind ({where})")
-    finding = f"With {largest:,} training examples the pretrained transformer leads: " + "; ".join(parts) + "."
-    return Headline(row["run_id"], row["label"] or "data-scale study", finding, "scale", "scale-gap")
+        side = "behind" if g["gap"] >= 0 else "ahead"
+        parts.append(f"{g['arm']} {100 * abs(g['gap']):.1f} points {side} ({where})")
+    finding = f"With {largest:,} training examples, against the pretrained transformer: " + "; ".join(parts) + "."
+    return Headline(row["run_id"], row["kind"], len(summary.get("cells") or gaps), row["label"] or "data-scale study",
+                    finding, "scale", "scale-gap")
 
 
 def _child_tuning(store: RunStore, row: dict[str, Any]) -> Headline | None:
@@ -65,7 +69,8 @@ def _child_tuning(store: RunStore, row: dict[str, Any]) -> Headline | None:
     finding = (f"Child-Tuning vs vanilla on {len(tasks)} task(s) ({', '.join(tasks)}): {len(better)} of {len(cells)} "
                f"method-task cells better with a 95% interval above zero, {len(worse)} worse, the rest not "
                f"distinguishable from vanilla.")
-    return Headline(row["run_id"], row["label"] or "Child-Tuning study", finding, "child_tuning", "child-differences")
+    return Headline(row["run_id"], row["kind"], sum(c.get("n", 0) for c in cells), row["label"] or "Child-Tuning study",
+                    finding, "child_tuning", "child-differences")
 
 
 HEADLINES: dict[str, Callable[[RunStore, dict[str, Any]], Headline | None]] = {
@@ -74,7 +79,7 @@ HEADLINES: dict[str, Callable[[RunStore, dict[str, Any]], Headline | None]] = {
 
 
 def headlines(store: RunStore) -> list[Headline]:
-    """One headline per finished study in the store (newest first within each kind)."""
+    """One headline per finished study in the store; within a kind the largest study first, then the newest."""
     out = []
     for row in store.list(status="done"):
         summarise = HEADLINES.get(row["kind"])
@@ -86,4 +91,5 @@ def headlines(store: RunStore) -> list[Headline]:
             continue
         if found is not None:
             out.append(found)
-    return out
+    kinds = list(HEADLINES)
+    return sorted(out, key=lambda h: (kinds.index(h.kind), -h.runs))  # stable: newest first among equals

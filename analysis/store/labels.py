@@ -54,11 +54,11 @@ def run_label(row: Mapping[str, Any]) -> str:
 
 
 def run_labels(rows: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """{run_id: label} for runs shown together: the parts that differ among them (method and seed always), then the
+    """{run_id: label} for runs shown together: the parts that differ among them (method, sparsity or p, and seed always), then the
     run id's first characters for runs that would still read alike."""
     rows = list(rows)
     parts = {str(r["run_id"]): label_parts(r) for r in rows}
-    keep = {k for k in PARTS if len({p[k] for p in parts.values()}) > 1} | {"method", "seed"}
+    keep = {k for k in PARTS if len({p[k] for p in parts.values()}) > 1} | {"method", "amount", "seed"}
     labels = {rid: _join(p, keep) for rid, p in parts.items()}
     counts: dict[str, int] = {}
     for label in labels.values():

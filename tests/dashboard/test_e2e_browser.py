@@ -33,7 +33,7 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = os.environ.get("PRUNESCOPE_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-PAGES = ("Runs", "Launch", "Sparsity", "Accuracy", "Data scale", "Probes", "Child-Tuning", "Compare", "Export")
+PAGES = ("Home", "Runs", "Launch", "Explore", "Sparsity", "Accuracy", "Data scale", "Probes", "Child-Tuning", "Compare", "Export")
 RUN_TIMEOUT_MS = 120_000  # a tiny run, worker start-up included, takes seconds; this is the give-up point
 UI_TIMEOUT_MS = 30_000
 
@@ -299,7 +299,8 @@ def launch_and_watch(page, store: Path, model: Path, train: Path, evaluation: Pa
     from analysis.runs.experiment import run_id
     from analysis.store.index import RunStore
 
-    tiny = {"model": str(model), "dataset": str(train), "eval_file": str(evaluation), "epochs": "1", "batch_size": "16"}
+    tiny = {"model": str(model), "dataset": str(train), "eval_file": str(evaluation), "epochs": "3", "batch_size": "8",
+            "lr": "0.001"}  # enough for the tiny model to learn, so the Explore page has something to lose
     finetune = launch(page, "finetune", "Fine-tune (vanilla, Child-Tuning)", tiny)
     assert finetune == run_id("finetune", FinetuneConfig.from_flat({}, tiny))
     wait_finished(page, store, finetune)
@@ -312,10 +313,30 @@ def launch_and_watch(page, store: Path, model: Path, train: Path, evaluation: Pa
     return finetune, pruned
 
 
+def explore(page, store: Path, finetune: str) -> str:
+    """The Explore page on the fine-tune: move the sparsity slider, click a head, see the metric change, then turn
+    the edit into a run and see it queued (and finish). Returns the queued run's id."""
+    go_to(page, "Explore")
+    kl = page.get_by_test_id("stMetricValue").nth(2)  # KL(unedited || edited): 0 before any edit
+    expect(kl).to_have_text("0")
+    thumb = page.locator(key_of(f"whatif:sparsity:{finetune}")).get_by_role("slider")
+    thumb.focus()
+    rerun_by(page, lambda: thumb.press("End"))  # 95% of the weights by magnitude
+    expect(page.get_by_text("95% magnitude").first).to_be_visible()
+    rerun_by(page, page.locator(key_of(f"whatif:heads:{finetune}:0")).get_by_role("button", name="1", exact=True).click)
+    expect(page.get_by_text("1 head(s)").first).to_be_visible()
+    assert float(kl.inner_text()) > 0  # the edited model's predictions moved (a tiny model's accuracy may not)
+    shoot(page, "explore-edit")
+    rerun_by(page, page.get_by_role("button", name="Retrain this edit").click)
+    queued = page.get_by_test_id("stAlert").filter(has_text="Queued run")
+    expect(queued).to_be_visible()
+    return re.search(r"Queued run ([0-9a-f]{16})", queued.inner_text()).group(1)
+
+
 def check_views(page, pruned: str) -> None:
     """The prune run's sparsity heatmap and its point on the accuracy-vs-sparsity lines."""
     go_to(page, "Sparsity")
-    expect(page.get_by_test_id("stMultiSelect").first).to_contain_text(pruned)
+    expect(page.get_by_test_id("stMultiSelect").first).to_contain_text(pruned[:8])
     expect(page.get_by_test_id("stPlotlyChart")).to_have_count(2)
     assert page.get_by_test_id("stPlotlyChart").first.locator(".heatmaplayer .hm").count() >= 1
     assert "magnitude" in chart_texts(page, 0)
@@ -327,7 +348,7 @@ def check_views(page, pruned: str) -> None:
 def export_figure(page, pruned: str, folder: Path) -> dict[str, Path]:
     """The prune run's metric-vs-sparsity figure as PDF and SVG, through the Export page's download buttons."""
     go_to(page, "Export")
-    expect(page.get_by_test_id("stMultiSelect").first).to_contain_text(pruned)
+    expect(page.get_by_test_id("stMultiSelect").first).to_contain_text(pruned[:8])
     pick(page, page.get_by_test_id("stSelectbox").filter(has_text="Figure"),
          "metric-vs-sparsity: Task metric vs measured sparsity, one line per method")
     page.get_by_role("button", name="Prepare files").click()
@@ -388,7 +409,8 @@ def test_launch_watch_explore_and_export_in_a_real_browser(browser, app, tiny_mo
     page.set_default_timeout(UI_TIMEOUT_MS)
     try:
         page.goto(url)
-        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        expect(page.get_by_role("heading", name="PruneScope")).to_be_visible()  # Home opens first
+        go_to(page, "Runs")
         expect(page.get_by_text("The store is empty")).to_be_visible()
         shoot(page, "runs-empty")
         finetune, pruned = launch_and_watch(page, store, model, train, evaluation)
@@ -400,6 +422,7 @@ def test_launch_watch_explore_and_export_in_a_real_browser(browser, app, tiny_mo
         assert svg.lstrip().startswith(("<svg", "<?xml")) and "</svg>" in svg
         texts = re.findall(r"<text[^>]*>([^<]+)</text>", svg)
         assert len(texts) >= 5 and any("magnitude" in t for t in texts), texts
+        wait_finished(page, store, explore(page, store, finetune))
         for queued in queue_more(store, model, train, evaluation, finetune):
             wait_finished(page, store, queued)
         shoot_every_page(page)
