@@ -18,11 +18,13 @@ def default_pair(names: list[str], labels: dict, models: dict) -> list[str]:
         r = labels[name]
         return r["dataset"], models.get(r["run_id"]), r["sparsity"], r["seed"]
 
+    baselines = ("gradual-magnitude", "magnitude")  # preferred in this order; then any other method alike
     aware = sorted((n for n in names if labels[n]["method"] == "sparsebert"), key=lambda n: -(labels[n]["sparsity"] or 0))
     for name in aware:
-        twins = [n for n in names if key(n) == key(name) and labels[n]["method"] in ("gradual-magnitude", "magnitude")]
+        twins = [n for n in names if key(n) == key(name) and n != name and labels[n]["method"] != "sparsebert"]
         if twins:
-            return [name, sorted(twins, key=lambda n: labels[n]["method"] != "gradual-magnitude")[0]]
+            rank = {m: i for i, m in enumerate(baselines)}
+            return [name, min(twins, key=lambda n: rank.get(labels[n]["method"], len(baselines)))]
     if aware:
         return aware[:1]
     first = names[0] if names else None

@@ -94,7 +94,7 @@ def test_export_page_from_chosen_runs(sweep):
     at = at.radio[0].set_value("Chosen runs").run()
     assert not at.exception
     runs = at.multiselect[0]
-    prune_labels = [o for o in runs.options if o.startswith("prune · ")]
+    prune_labels = [o for o in runs.options if " s=" in o]  # the one run label: a prune run says its sparsity
     at = runs.set_value(prune_labels[:2]).run()
     at = at.selectbox[0].select("sparsity-heatmap").run()
     assert not at.exception and not at.error

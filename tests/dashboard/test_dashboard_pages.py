@@ -200,8 +200,8 @@ def test_accuracy_page_shows_training_curves_and_measured_latency(tiny_models, s
     assert "python -m analysis latency" in at.info[0].value and runs[("sparsebert", 0.5)] in at.info[0].value
     curves = titled(charts(at), "Training curves")["data"]
     assert at.selectbox[1].value == 0.9
-    # sparsebert and small-dense at 0.9 and their dense teacher: a loss line and a dev line each
-    assert len(curves) == 6 and {t["name"] for t in curves} == {"sparsebert s=0.9", "small-dense s=0.9", "dense"}
+    # sparsebert and small-dense at 0.9 and their dense (vanilla) teacher: a loss line and a dev line each
+    assert len(curves) == 6 and {t["name"] for t in curves} == {"sparsebert s=0.9", "small-dense s=0.9", "vanilla"}
     assert sorted(t["xaxis"] for t in curves) == ["x", "x", "x", "x2", "x2", "x2"]
     assert all(t["y"] for t in curves)
 
@@ -232,7 +232,7 @@ def test_accuracy_page_shows_training_curves_and_measured_latency(tiny_models, s
 
     at.selectbox[1].set_value(0.5).run()
     curves = titled(charts(at), "Training curves")["data"]
-    assert not at.exception and {t["name"] for t in curves} == {"sparsebert s=0.5", "small-dense s=0.5", "dense"}
+    assert not at.exception and {t["name"] for t in curves} == {"sparsebert s=0.5", "small-dense s=0.5", "vanilla"}
     assert len(build_figure(store, "training-curves", [study.run_id]).figure.data) == 8  # four runs x two panels
 
 
