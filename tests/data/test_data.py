@@ -59,9 +59,11 @@ def test_unknown_dataset_lists_the_known_ones():
 def test_dataset_without_training_split_is_an_error(monkeypatch):
     import dataclasses
 
-    cards = dict(data._cards())
+    from analysis.data import cards as card_registry
+
+    cards = dict(card_registry._cards())
     cards["evalonly"] = dataclasses.replace(cards["qnli"], name="evalonly", hub=None)
-    monkeypatch.setattr(data, "_cards", lambda: cards)
+    monkeypatch.setattr(card_registry, "_cards", lambda: cards)
     with pytest.raises(DataError, match="'evalonly' has no training split"):
         data.load_task(DataConfig(dataset="evalonly"), seed=0)
     # QNLI's training split exists only on the hub: offline, the message says so
