@@ -6,6 +6,7 @@ import streamlit as st
 
 from analysis import figures
 from analysis.service.compare import comparable_runs, compare_runs, config_diff, dev_texts, flipped_examples, run_labels
+from analysis.service.reports import EvalData, allowed_file, evaluate_runs
 from dashboard.common import get_store, show_error
 
 st.title("Compare runs")
@@ -95,3 +96,33 @@ if diff.empty:
     st.caption("The configs are identical (the runs differ only in what is not configured, e.g. the code version).")
 else:
     st.dataframe(diff, hide_index=True, width="stretch")
+
+st.subheader("On other data")
+st.caption("The same comparison on any registered dataset's split or on a file (a test set, a shifted domain): "
+           "each model's outputs are kept with its run and read back when asked again.")
+with st.form("compare:other"):
+    source = st.radio("Data", ["A registered dataset", "A file"], horizontal=True)
+    left, right = st.columns(2)
+    other = left.text_input("Dataset name, or the file's path", placeholder="mr  ·  /data/mine/test.csv")
+    split = right.text_input("Split (a dataset) or text column(s) (a file)", placeholder="validation  ·  review")
+    label_column = left.text_input("The file's label column (default: the run's)")
+    asked = st.form_submit_button("Evaluate")
+if asked and other.strip():
+    try:
+        if source == "A file":
+            columns = tuple(c.strip() for c in split.split(",") if c.strip()) or None
+            data = EvalData(eval_file=allowed_file(other.strip()), text_columns=columns,
+                            label_column=label_column.strip() or None)
+        else:
+            data = EvalData(dataset=other.strip(), split=split.strip() or None)
+        with st.spinner("Evaluating the models…"):
+            result = evaluate_runs(store, list(ids), data, seed=seed, n_resamples=n_resamples)
+    except Exception as exc:  # a file outside the allowed folders, labels not the models': the message and the fix
+        show_error(exc)
+    else:
+        st.dataframe([{"run": names[r["run_id"]], "examples": r["examples"], **r["metrics"],
+                       "from the store": r["cached"]} for r in result["runs"]], hide_index=True, width="stretch")
+        if result.get("pairs"):
+            st.dataframe([{"A": names[p["a"]], "B": names[p["b"]], "metric": p["metric"], "A − B": p["diff"],
+                           "95% low": p["ci_low"], "95% high": p["ci_high"], "McNemar p": p["mcnemar_p_exact"]}
+                          for p in result["pairs"]], hide_index=True, width="stretch")

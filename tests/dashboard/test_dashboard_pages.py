@@ -246,3 +246,23 @@ def test_latency_needs_stored_weights(tiny_models, sentiment_files, capsys):
     assert "no weights" in error["error"] and "latency.json" not in " ".join(RunStore().artefacts(run_id))
     assert main(["latency", run_id, "--kernel", "cuda", "--json"]) == 2
     assert "unknown kernel" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+
+
+def test_compare_page_evaluates_the_runs_on_a_file(tiny_models, sentiment_files, tmp_path, monkeypatch):
+    train, evaluation = sentiment_files
+    for seed in (0, 1):
+        jobs.execute("finetune", FinetuneConfig.from_flat({}, base_flags(tiny_models, sentiment_files, seed=seed,
+                                                                         epochs=1)))
+    held = tmp_path / "held.csv"
+    held.write_text("text,label\n" + "".join(f'"{t}",{y}\n' for t, y in [("great", 1), ("awful", 0)] * 4))
+    monkeypatch.setenv("PRUNESCOPE_ALLOWED_PATHS", str(tmp_path))
+    at = page("compare").run()
+    at.radio[-1].set_value("A file")
+    at.text_input[0].set_value(str(held))
+    at = at.button[-1].click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[-1].value
+    assert "McNemar p" in table.columns and len(table) == 1
+    at.text_input[0].set_value("/etc/passwd")
+    at = at.button[-1].click().run()
+    assert at.error and "evaluation file" in at.error[0].value
