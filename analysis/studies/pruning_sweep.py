@@ -31,8 +31,10 @@ class PruningSweepConfig(ConfigBase):
               "use method_options: {method: {option: value}} in the YAML file")
 
     def grid(self) -> list[PruneConfig]:
+        """Seed by seed, the highest sparsity first: a sweep stopped part-way has whole seeds, and the sparsities
+        that tell methods apart, done first (the order changes no run id)."""
         return [self.prune.replace(method=m, sparsity=s, seed=seed, options=dict(self.method_options.get(m, {})))
-                for m in self.methods for s in self.sparsities for seed in self.seeds]
+                for seed in self.seeds for s in sorted(self.sparsities, reverse=True) for m in self.methods]
 
 
 @EXPERIMENTS.register("sweep-pruning")
