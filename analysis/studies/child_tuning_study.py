@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from analysis.core.config import ConfigBase, DataConfig, FinetuneConfig, check
+from analysis.core.errors import ConfigError
 from analysis.core.stats import describe, jaccard, paired_difference
 from analysis.data.tasks import get_card, load_split
 from analysis.runs.executors import Member, run_members
@@ -30,6 +31,12 @@ class ChildTuningStudyConfig(ConfigBase):
     transfer_from: str | None = "sst2"
     transfer_to: tuple[str, ...] = ("imdb", "mr", "cr")
     transfer_eval_size: int | None = 2000  # at most this many evaluation examples per transfer set (IMDB has 25,000)
+    # the paper tunes the learning rate and p per arm: with select_lrs, every (lr, p) of each arm is first trained
+    # with seed `select_seed` on the training set minus a held-out share, the best held-out score picks the arm's
+    # (lr, p) per task, and only then do the seeds run at the chosen values (on the whole training set)
+    select_lrs: tuple[float, ...] = ()  # empty: no selection (the fine-tune's lr, every p of p_f and p_d)
+    select_holdout: float = 0.2
+    select_seed: int = 0
 
     def validate(self) -> None:
         check(len(self.tasks) > 0 and len(self.seeds) > 0, "tasks", "the grid is empty", "give tasks and seeds")
@@ -37,19 +44,36 @@ class ChildTuningStudyConfig(ConfigBase):
             check(0 < p <= 1, "p_f", f"child fraction {p} is outside (0, 1]", "use values like 0.2,0.3")
         check(self.transfer_from is None or self.transfer_from in self.tasks, "transfer_from",
               f"{self.transfer_from!r} is not one of the tasks", "add it to --tasks or unset it")
+        check(all(lr > 0 for lr in self.select_lrs), "select_lrs", f"got {self.select_lrs}", "e.g. 2e-5,5e-5,1e-4")
+        check(0 < self.select_holdout < 0.5, "select_holdout", f"got {self.select_holdout}", "e.g. 0.2")
 
     def arms(self) -> list[tuple[str, float | None]]:
         return [("vanilla", None)] + [("child-f", p) for p in self.p_f] + [("child-d", p) for p in self.p_d]
 
-    def grid(self) -> list[tuple[str, str, float | None, int, FinetuneConfig]]:
+    def member(self, task: str, method: str, p: float | None, seed: int, lr: float | None = None,
+               holdout: float = 0.0) -> FinetuneConfig:
+        train = self.finetune.train.replace(lr=lr or self.finetune.train.lr, holdout_fraction=holdout)
+        return self.finetune.replace(data=self.finetune.data.replace(dataset=task), method=method, train=train,
+                                     options={} if p is None else {"p": p}, seed=seed)
+
+    def selection_grid(self) -> list[tuple[str, str, float | None, float, FinetuneConfig]]:
+        """(task, method, p, lr, config) of every candidate, trained with the held-out share set aside."""
+        return [(task, method, p, lr, self.member(task, method, p, self.select_seed, lr, self.select_holdout))
+                for task in self.tasks for method, p in self.arms() for lr in self.select_lrs]
+
+    def grid(self, chosen: dict[tuple[str, str], tuple[float, float | None]] | None = None
+             ) -> list[tuple[str, str, float | None, int, FinetuneConfig]]:
+        """The seeds of every arm: every p of the grid at the fine-tune's lr, or each arm's chosen (lr, p)."""
         out = []
         for task in self.tasks:
             for seed in self.seeds:
-                for method, p in self.arms():
-                    options = {} if p is None else {"p": p}
-                    cfg = self.finetune.replace(data=self.finetune.data.replace(dataset=task), method=method,
-                                                options=options, seed=seed)
-                    out.append((task, method, p, seed, cfg))
+                if chosen is None:
+                    arms = [(method, p, None) for method, p in self.arms()]
+                else:
+                    arms = [(method, chosen[(task, method)][1], chosen[(task, method)][0])
+                            for method in dict.fromkeys(m for m, _ in self.arms())]
+                for method, p, lr in arms:
+                    out.append((task, method, p, seed, self.member(task, method, p, seed, lr)))
         return out
 
 
@@ -69,13 +93,14 @@ class ChildTuningStudy(Experiment):
         return config
 
     def run(self, config: ChildTuningStudyConfig, ctx: RunContext) -> RunResult:
-        grid = config.grid()
+        chosen = self.select(config, ctx) if config.select_lrs else None
+        grid = config.grid(chosen)
         rows: list[dict[str, Any]] = [{} for _ in grid]
 
         def done(i: int, rec: Any) -> None:
-            task, method, p, seed, _ = grid[i]
+            task, method, p, seed, cfg = grid[i]
             metric = rec.summary.get("metric")
-            rows[i] = {"task": task, "method": method, "p": p, "seed": seed, "run_id": rec.run_id,
+            rows[i] = {"task": task, "method": method, "p": p, "lr": cfg.train.lr, "seed": seed, "run_id": rec.run_id,
                        "metric": metric, "value": rec.metrics.get(metric), "status": rec.status}
             ctx.log({"event": "run_done", **rows[i]})
 
@@ -87,6 +112,29 @@ class ChildTuningStudy(Experiment):
         ctx.save_json("summary", summary)
         ctx.progress(len(grid), len(grid), "done")
         return RunResult({}, {"runs": len(rows)}, {"table": rows})
+
+    @staticmethod
+    def select(config: ChildTuningStudyConfig, ctx: RunContext) -> dict[tuple[str, str], tuple[float, float | None]]:
+        """Train every (lr, p) candidate of each arm on the training set minus the held-out share (seed
+        `select_seed`); each arm's best held-out score (its best epoch) picks its (lr, p) per task."""
+        grid = config.selection_grid()
+        rows: list[dict[str, Any]] = [{} for _ in grid]
+
+        def done(i: int, rec: Any) -> None:
+            task, method, p, lr, _ = grid[i]
+            metric = rec.summary.get("metric")
+            held = [e.get(f"holdout_{metric}") for e in rec.summary.get("epoch_metrics") or []]
+            held = [h for h in held if h is not None]
+            rows[i] = {"task": task, "method": method, "p": p, "lr": lr, "run_id": rec.run_id, "metric": metric,
+                       "holdout": max(held) if held else None, "dev": rec.metrics.get(metric), "status": rec.status}
+            ctx.log({"event": "selection_done", **rows[i]})
+
+        run_members(ctx, [Member("finetune", cfg, f"select {task} {method} p={p} lr={lr:g}")
+                          for task, method, p, lr, cfg in grid], done)
+        chosen = choose(rows)
+        ctx.save_json("selection", {"candidates": rows, "chosen": [
+            {"task": t, "method": m, "lr": lr, "p": p} for (t, m), (lr, p) in sorted(chosen.items())]})
+        return chosen
 
     @staticmethod
     def transfer(config: ChildTuningStudyConfig, rows: list[dict[str, Any]], ctx: RunContext) -> list[dict[str, Any]]:
@@ -110,6 +158,23 @@ def transfer_size(dataset: str, at_most: int | None) -> int | None:
     card = get_card(dataset)
     rows = len(load_split(DataConfig(dataset=dataset), card.default_eval_split))
     return None if rows <= at_most else at_most
+
+
+def choose(rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[float, float | None]]:
+    """{(task, method): (lr, p)} with the best held-out score; ties go to the smaller lr, then the smaller p."""
+    best: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for r in rows:
+        if r.get("holdout") is None:
+            continue
+        key = (r["task"], r["method"])
+        rank = (r["holdout"], -r["lr"], -(r["p"] or 0))
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, r["lr"], r["p"])
+    missing = {(r["task"], r["method"]) for r in rows} - set(best)
+    if missing:
+        raise ConfigError(f"no held-out score for {sorted(missing)}: their selection runs failed",
+                          fix="see the failed runs with `python -m analysis runs --status failed`, then resume")
+    return {key: (lr, p) for key, (_, lr, p) in best.items()}
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
