@@ -97,3 +97,15 @@ def sentiment_files(tmp_path) -> tuple[Path, Path]:
     train.write_text("text,label\n" + body, encoding="utf-8")
     evaluation.write_text("text,label\n" + "".join(f'"{t}",{y}\n' for t, y in rows), encoding="utf-8")
     return train, evaluation
+
+
+@pytest.fixture
+def finetuned(tiny_models, sentiment_files):
+    """The run id of a tiny BERT fine-tuned (2 epochs, lr 1e-3: it learns the tiny task) with its weights kept."""
+    from analysis.core.config import FinetuneConfig
+    from analysis.runs import experiment as jobs
+
+    train, evaluation = sentiment_files
+    cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
+                                        "eval_file": str(evaluation), "epochs": 2, "batch_size": 8, "lr": 1e-3})
+    return jobs.execute("finetune", cfg).record.run_id

@@ -3,21 +3,9 @@ sparsity slider and clicking heads change the metric, and an edit becomes a queu
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from analysis.core.config import FinetuneConfig
-from analysis.runs import experiment as jobs
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def finetuned(tiny_models, sentiment_files):
-    train, evaluation = sentiment_files
-    cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
-                                        "eval_file": str(evaluation), "epochs": 2, "batch_size": 8, "lr": 1e-3})
-    return jobs.execute("finetune", cfg).record.run_id
 
 
 def page() -> AppTest:

@@ -9,24 +9,14 @@ import pytest
 import torch
 
 from analysis.cli.base import main
-from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError
 from analysis.methods.pruning.masks import apply_masks_, magnitude_scores, select
 from analysis.models.arch import Arch
 from analysis.models.compact import drop_layers_, remove_ffn_neurons_
 from analysis.models.heads import remove_heads_
 from analysis.reports.whatif import Edit, WhatIf, apply_edit_, parse_ffn, parse_heads
-from analysis.runs import experiment as jobs
 from analysis.store.index import RunStore
 from analysis.training.loop import evaluate
-
-
-@pytest.fixture
-def finetuned(tiny_models, sentiment_files):
-    train, evaluation = sentiment_files
-    cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
-                                        "eval_file": str(evaluation), "epochs": 2, "batch_size": 8, "lr": 1e-3})
-    return jobs.execute("finetune", cfg).record.run_id
 
 
 def by_hand(session: WhatIf, change) -> float:
