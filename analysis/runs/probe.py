@@ -45,6 +45,8 @@ class ProbeConfig(ConfigBase):
 def load_target(store: RunStore, name: str, device: torch.device, precision: str = "fp32") -> ProbeTarget:
     target = _load(str(store.root), name, str(device), resolve(precision, device))
     target.load = lambda other: load_target(store, other, device, precision)
+    # looked up on every load, not cached with the model: the dense fine-tune may have finished since
+    target.dense_reference = dense_reference(store, target.record) if target.record else None
     return target
 
 
@@ -67,9 +69,7 @@ def _load(root: str, name: str, device: str, precision: str) -> ProbeTarget:
     if store.get(name) is None:
         raise ConfigError(f"no run {name!r} in the store", fix="list runs with `python -m analysis runs`, or use default")
     model, tokenizer, _ = load_run_model(store, name, encoder_only=True)
-    record = store.record(name)
-    return ProbeTarget(name, model, tokenizer, record, store, torch.device(device), precision=precision,
-                       dense_reference=dense_reference(store, record))
+    return ProbeTarget(name, model, tokenizer, store.record(name), store, torch.device(device), precision=precision)
 
 
 @EXPERIMENTS.register("probe")
