@@ -255,7 +255,7 @@ class RayExecutor(Executor):
     def _write_runs(store: RunStore, result: dict[str, Any] | None, rid: str) -> None:
         """Write every run a task made into the store (the submitted one under this process's claim)."""
         for packed in (result or {}).get("runs", []):
-            packed["record"]["executor"] = {"name": "ray", "node": result["node"]}
+            packed["record"]["executor"] = {"name": "ray", "node": result["node"], "node_id": result.get("node_id")}
             write_back(store, packed, claimed=packed["run_id"] == rid)
 
     def _wait_elsewhere(self, store: RunStore, index: int, member: Member, rid: str, done: OnDone) -> None:
@@ -286,6 +286,16 @@ def remove_orphaned_scratch() -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def node_id_here() -> str | None:
+    """The Ray node this task runs on (two raylets on one machine share a host name, not a node id)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside a Ray worker
+        return None
+
+
 def run_member_task(kind: str, config: ConfigBase, expected_id: str, save_weights: bool, device: str,
                     need_weights: bool, resume: dict[str, Any] | None, *bundle: dict[str, Any]) -> dict[str, Any]:
     """In a Ray worker: run one config in a scratch store seeded with `bundle` (the runs it looks up) and
@@ -304,9 +314,10 @@ def run_member_task(kind: str, config: ConfigBase, expected_id: str, save_weight
         if resume is not None:
             restore_stopped(scratch, resume)
         node = platform.node()
+        node_id = node_id_here()
         rid = run_id(kind, config)
         if rid != expected_id:
-            return {"run_id": rid, "status": "failed", "runs": [], "node": node,
+            return {"run_id": rid, "status": "failed", "runs": [], "node": node, "node_id": node_id,
                     "error": f"node {node} computes run id {rid}, the driver {expected_id}: its data, model or code "
                              f"differ from the driver's (PRUNESCOPE_DATA, the model files, analysis.CODE_VERSION)"}
         error = None
@@ -317,6 +328,7 @@ def run_member_task(kind: str, config: ConfigBase, expected_id: str, save_weight
         shipped = {p["run_id"] for p in bundle}
         runs = [pack_run(scratch, row["run_id"]) for row in scratch.list()
                 if row["run_id"] not in shipped and row["status"] != "running"]
-        return {"run_id": rid, "status": "failed" if error else "done", "error": error, "runs": runs, "node": node}
+        return {"run_id": rid, "status": "failed" if error else "done", "error": error, "runs": runs, "node": node,
+                "node_id": node_id}
     finally:
         shutil.rmtree(root, ignore_errors=True)
