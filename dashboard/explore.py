@@ -61,7 +61,9 @@ with controls:
     sparsity = st.slider("Unstructured sparsity", 0.0, 0.95, 0.0, 0.05, key=f"whatif:sparsity:{run_id}",
                          help="share of the chosen weight matrices' weights set to zero")
     left, right = st.columns(2)
-    criterion = left.selectbox("Criterion", whatif.CRITERIA, help="magnitude: smallest |w| first; random: seeded")
+    criteria = [c for c in whatif.CRITERIA if c != "movement" or session.has_movement_scores]
+    criterion = left.selectbox("Criterion", criteria, help="magnitude: smallest |w| first; random: seeded; movement: "
+                                                            "the scores this movement-pruning run learned")
     scope = right.selectbox("Scope", whatif.SCOPES, help="global: one threshold over all matrices; per-tensor: the "
                                                           "share in each")
     modules = st.multiselect("Matrices", list(whatif.MODULE_TYPES), default=list(whatif.MODULE_TYPES),

@@ -39,7 +39,7 @@ from analysis.training.evaluate import load_run_model
 from analysis.training.loop import TaskSpec, predict
 from analysis.training.metrics import compute as compute_metrics
 
-CRITERIA = ("magnitude", "random")
+CRITERIA = ("magnitude", "random", "movement")  # movement: the learned scores a movement-pruning run stored
 SCOPES = ("global", "per-tensor")
 SAMPLE_SIZE = 200  # the first estimate's seeded sample of the dev set
 BOOTSTRAP = 1000
@@ -51,7 +51,7 @@ class Edit:
     """One what-if edit. Layer and head numbers are those of the stored model (0-based)."""
 
     sparsity: float = 0.0  # share of the chosen weight matrices' weights set to zero
-    criterion: str = "magnitude"  # magnitude (smallest |w| first) | random (seeded)
+    criterion: str = "magnitude"  # magnitude (smallest |w| first) | random (seeded) | movement (stored scores)
     scope: str = "global"  # global: one threshold over all chosen matrices | per-tensor: the share in each
     modules: tuple[str, ...] = MODULE_TYPES  # which matrices of each layer the sparsity applies to
     heads: tuple[tuple[int, int], ...] = ()  # (layer, head) removed
@@ -160,8 +160,13 @@ class MaskOrder:
     """The order in which an unstructured criterion removes weights, sorted once: masks at any sparsity are then a
     slice of it (the same masks `select` gives: a stable sort of the scores, exactly round(s * n) removed)."""
 
-    def __init__(self, weights: dict[str, torch.Tensor], criterion: str, scope: str, seed: int):
-        scores = magnitude_scores(weights) if criterion == "magnitude" else random_scores(seed)(weights)
+    def __init__(self, weights: dict[str, torch.Tensor], criterion: str, scope: str, seed: int,
+                 stored: dict[str, torch.Tensor] | None = None):
+        if criterion == "movement":
+            assert stored is not None, "movement scores come from the run (WhatIf.movement_scores)"
+            scores = {name: stored[name] for name in weights}
+        else:
+            scores = magnitude_scores(weights) if criterion == "magnitude" else random_scores(seed)(weights)
         self.shapes = {name: w.shape for name, w in weights.items()}
         self.scope = scope
         if scope == "global":
@@ -196,6 +201,8 @@ def apply_edit_(model: nn.Module, edit: Edit, order: MaskOrder | None = None) ->
     edit.validate(arch)
     if edit.sparsity > 0:
         weights = _chosen_weights(arch, edit)
+        if order is None and edit.criterion == "movement":
+            raise ConfigError("the movement criterion needs the run's stored scores", fix="evaluate it in a WhatIf session")
         order = order or MaskOrder(weights, edit.criterion, edit.scope, edit.seed)
         apply_masks_(weights, order.masks(edit.sparsity))
     kept_heads = {}
@@ -294,8 +301,22 @@ class WhatIf:
     def mask_order(self, edit: Edit) -> MaskOrder:
         key = (edit.criterion, edit.scope, edit.seed if edit.criterion == "random" else None, edit.modules, edit.layers)
         if key not in self._orders:
-            self._orders[key] = MaskOrder(_chosen_weights(self.arch, edit), edit.criterion, edit.scope, edit.seed)
+            stored = self.movement_scores() if edit.criterion == "movement" else None
+            self._orders[key] = MaskOrder(_chosen_weights(self.arch, edit), edit.criterion, edit.scope, edit.seed,
+                                          stored)
         return self._orders[key]
+
+    @property
+    def has_movement_scores(self) -> bool:
+        return "movement_scores.safetensors" in self.store.artefacts(self.run_id)
+
+    def movement_scores(self) -> dict[str, torch.Tensor]:
+        """The scores a movement-pruning run learned (its masks are their top-k), to re-threshold at any sparsity."""
+        if not self.has_movement_scores:
+            raise ConfigError(f"run {self.run_id} stored no movement scores",
+                              fix="the movement criterion needs a movement-pruning run (python -m analysis prune "
+                                  "--method movement); use magnitude or random here")
+        return {k: torch.from_numpy(v).float() for k, v in self.store.load_arrays(self.run_id, "movement_scores").items()}
 
     # -- evaluation --------------------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from analysis.models.arch import Arch
 from analysis.models.compact import drop_layers_, remove_ffn_neurons_
 from analysis.models.heads import remove_heads_
 from analysis.reports.whatif import Edit, WhatIf, apply_edit_, parse_ffn, parse_heads
+from analysis.runs import experiment as jobs
 from analysis.store.index import RunStore
 from analysis.training.loop import evaluate
 
@@ -93,3 +94,22 @@ def test_the_whatif_command(finetuned, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["edit"]["heads"] == [[0, 0], [0, 1]] and out["edit"]["sparsity"] == 0.5
     assert len(out["layer_sparsity"]) == 2 and out["latency"]["edited_ms"] > 0 and np.isfinite(out["value"])
+
+
+def test_movement_scores_of_a_movement_run_rebuild_its_masks(tiny_models, sentiment_files, finetuned):
+    from analysis.methods.pruning import PruneConfig
+
+    train, evaluation = sentiment_files
+    cfg = PruneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train), "eval_file": str(evaluation),
+                                     "epochs": 2, "batch_size": 8, "method": "movement", "sparsity": 0.6})
+    rec = jobs.execute("prune", cfg).record
+    session = WhatIf(RunStore(), rec.run_id)
+    assert session.has_movement_scores
+    # the run's own masks are the top 40% of its scores in each tensor: re-thresholding at 0.6 changes nothing
+    same = session.evaluate(Edit(sparsity=0.6, criterion="movement", scope="per-tensor"))
+    assert same["agreement"] == 1.0 and same["kl"] == pytest.approx(0, abs=1e-9)
+    assert same["encoder_sparsity"] == pytest.approx(0.6, abs=0.005)
+    more = session.evaluate(Edit(sparsity=0.9, criterion="movement", scope="per-tensor"))
+    assert more["encoder_sparsity"] == pytest.approx(0.9, abs=0.005)
+    with pytest.raises(ConfigError, match="stored no movement scores"):
+        WhatIf(RunStore(), finetuned).evaluate(Edit(sparsity=0.5, criterion="movement"))

@@ -87,7 +87,8 @@ class MovementHook(Hook):
 
 @PRUNING_METHODS.register("movement")
 class Movement(Unstructured):
-    """Movement pruning (Sanh et al.): learned scores S, top-k straight-through masks; weights that move away from zero are kept."""
+    """Movement pruning (Sanh et al.): learned scores S, top-k straight-through masks; weights that move away
+    from zero are kept. The learned scores are stored (`movement_scores`) for the what-if explorer."""
 
     order = 40
 
@@ -97,6 +98,12 @@ class Movement(Unstructured):
         if options.masks:
             raise ConfigError("movement pruning learns its masks; it does not take --masks",
                               fix="retrain fixed masks with --method magnitude --masks ...")
+
+    def save_artefacts(self, ctx: PruneContext, model: nn.Module) -> None:
+        super().save_artefacts(ctx, model)
+        names = [prefix + ".weight" for prefix in Arch(model).linears()]
+        ctx.run.save_arrays("movement_scores", {name: scores.detach().to(torch.float16).cpu().numpy()
+                                                for name, scores in zip(names, self.mask_hook.scores, strict=True)})
 
     def hooks(self, ctx: PruneContext) -> list[Hook]:
         o: MovementOptions = ctx.options
