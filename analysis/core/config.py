@@ -81,16 +81,22 @@ class ConfigBase:
     @classmethod
     def from_flat(cls, base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = "config"):
         """Build from a nested or flat dict (e.g. a YAML file) plus flat overrides (e.g. CLI flags)."""
-        nested = nest_flat(cls, base, where)
-        for key, value in nest_flat(cls, overrides, where).items():
-            if isinstance(value, dict) and isinstance(nested.get(key), dict):
-                nested[key] = {**nested[key], **value}
-            else:
-                nested[key] = value
-        return cls.from_dict(nested, where)
+        return cls.from_dict(deep_merge(nest_flat(cls, base, where), nest_flat(cls, overrides, where)), where)
 
     def replace(self, **changes: Any):
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+def deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`overrides` over `base`, group by group at every depth (a flag sets one field of a study's `prune.train`
+    and leaves the file's other `prune.train` fields as they are)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 @dataclass(frozen=True)

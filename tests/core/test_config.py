@@ -64,3 +64,16 @@ def test_the_sparsebert_authors_config_sets_their_schedule():
     assert (cfg.train.lr, cfg.train.lr_schedule, cfg.train.warmup_ratio) == (3e-5, "constant", 0.0)
     assert (cfg.train.epochs, cfg.train.batch_size, cfg.data.max_length) == (12, 32, 128)
     assert cfg.method == "sparsebert" and cfg.sparsity == 0.95
+
+
+def test_a_flag_overrides_one_field_of_a_nested_group_and_keeps_the_files_others():
+    """`sweep pruning --config authors.yaml --precision fp32` once replaced the file's whole prune.train group
+    (its 12 epochs and constant 3e-5 silently became the defaults): overrides merge at every depth."""
+    from analysis.studies.pruning_sweep import PruningSweepConfig
+
+    cfg = PruningSweepConfig.from_flat({"epochs": 12, "lr": 3e-5, "lr_schedule": "constant", "warmup_ratio": 0.0},
+                                       {"precision": "fp32", "dataset": "stsb", "methods": ("random",)})
+    train = cfg.prune.train
+    assert (train.epochs, train.lr, train.lr_schedule, train.warmup_ratio, train.precision) == (
+        12, 3e-5, "constant", 0.0, "fp32")
+    assert cfg.prune.data.dataset == "stsb" and cfg.methods == ("random",)
