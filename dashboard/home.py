@@ -29,6 +29,15 @@ def study_figure(root: str, name: str, run_id: str, updated: float):
                              margin=dict(r=20, b=40), height=520)
 
 
+def listed(read) -> list:
+    """`read(store)`, or an empty list after showing why it could not be read (never a traceback)."""
+    try:
+        return read(store)
+    except Exception as exc:
+        show_error(exc)
+        return []
+
+
 left, right = st.columns([3, 2], gap="large")
 with right:
     st.subheader("Start here")
@@ -41,11 +50,7 @@ with right:
     page_link("dashboard/explore.py", label="Explore: prune a stored model live", icon=":material/tune:")
     page_link("dashboard/launch.py", label="Launch: any experiment", icon=":material/rocket_launch:")
     st.subheader("Running now")
-    try:
-        running = home.running_now(store)
-    except Exception as exc:
-        show_error(exc)
-        running = []
+    running = listed(home.running_now)
     if not running:
         st.caption("Nothing is running.")
     for run in running[:8]:
@@ -54,11 +59,7 @@ with right:
 
 with left:
     st.subheader("What the reference studies found")
-    try:
-        found = home.headlines(store)
-    except Exception as exc:
-        show_error(exc)
-        found = []
+    found = listed(home.headlines)
     if not found:
         st.info("No finished study in this store yet. `make app` imports the reference studies from results/ into "
                 "an empty store; or run one: `python -m analysis sweep pruning --dataset sst2 --train-size 2000`.")
