@@ -55,7 +55,7 @@ def remove_least_important(k: int, by: str) -> None:
         st.session_state[head_key(layer)] = [h for (l_, h) in chosen if l_ == layer]
 
 
-controls, results = st.columns([2, 3], gap="large")
+controls, results = st.columns([3, 2], gap="medium")  # twelve head pills fit on one row
 with controls:
     st.subheader("Edit")
     sparsity = st.slider("Unstructured sparsity", 0.0, 0.95, 0.0, 0.05, key=f"whatif:sparsity:{run_id}",
@@ -105,8 +105,9 @@ def show(box, result: dict, title: str) -> None:
                  help=f"95% interval [{result['ci_low']:.4f}, {result['ci_high']:.4f}]; unedited "
                       f"{result['unedited']:.4f}")
         if result["agreement"] is not None:
-            b.metric("agreement with unedited", f"{result['agreement']:.1%}")
-            c.metric("KL(unedited ‖ edited)", f"{result['kl']:.3g}")
+            b.metric("agreement", f"{result['agreement']:.1%}",
+                     help="share of dev predictions the edit leaves as they were")
+            c.metric("KL", f"{result['kl']:.3g}", help="mean KL(unedited ‖ edited) of the predicted distributions")
         st.caption(f"Change {result['change']:+.4f}, paired bootstrap 95% interval [{result['change_ci_low']:+.4f}, "
                    f"{result['change_ci_high']:+.4f}] on {result['examples']} examples · encoder sparsity "
                    f"{result['encoder_sparsity']:.1%} · {result['seconds']:.2f} s{' (cached)' if result['cached'] else ''}"
