@@ -64,9 +64,11 @@ with left:
         st.info("No finished study in this store yet. `make app` imports the reference studies from results/ into "
                 "an empty store; or run one: `python -m analysis sweep pruning --dataset sst2 --train-size 2000`.")
     rows = {r["run_id"]: r for r in store.list(status="done")}
-    for i, headline in enumerate(found):
+    drawn: set[str] = set()
+    for headline in found:
         st.markdown(f"**{headline.title}**  \n{headline.finding}")
-        if i < 3:  # the newest of each kind first; the figures of the first three drawn here
+        if headline.kind not in drawn:  # the figure of the largest study of each kind
+            drawn.add(headline.kind)
             try:
                 fig = study_figure(str(store.root), headline.figure, headline.run_id,
                                    float(rows.get(headline.run_id, {}).get("updated") or 0))

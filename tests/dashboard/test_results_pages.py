@@ -34,4 +34,4 @@ def test_home_states_what_each_reference_study_found(results_store, monkeypatch)
     text = " ".join(m.value for m in at.markdown)
     assert "At sparsity 0.9 on sst2" in text and "Child-Tuning vs vanilla on 5 task(s)" in text
     assert "training examples, against the pretrained transformer: lstm 7.1 points behind" in text
-    assert len(at.get("plotly_chart")) == 3 and "python -m analysis demo" in text
+    assert len(at.get("plotly_chart")) == 3 and "python -m analysis demo" in text  # one per kind of study
