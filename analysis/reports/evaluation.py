@@ -45,6 +45,8 @@ class EvalData(ConfigBase):
         check(self.split is None or self.dataset is not None, "split", "--split goes with --dataset",
               "a file is evaluated whole")
         check(self.eval_size is None or self.eval_size >= 1, "eval_size", f"got {self.eval_size}", "omit it for all")
+        check(self.eval_file is not None or (self.text_columns is None and self.label_column is None), "text_columns",
+              "--text-columns and --label-column name a file's columns", "use them with --eval-file, or drop them")
 
     def describe(self) -> str:
         return self.eval_file or f"{self.dataset}/{self.split or 'default split'}"

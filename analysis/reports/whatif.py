@@ -64,6 +64,8 @@ class Edit:
         check(0 <= self.sparsity < 1, "sparsity", f"must be in [0, 1), got {self.sparsity}", "e.g. --sparsity 0.5")
         check(self.criterion in CRITERIA, "criterion", f"got {self.criterion!r}", f"use one of {', '.join(CRITERIA)}")
         check(self.scope in SCOPES, "scope", f"got {self.scope!r}", f"use one of {', '.join(SCOPES)}")
+        check(self.seed == 0 or self.criterion == "random", "seed", f"--seed {self.seed} draws only the random "
+              f"criterion, not {self.criterion}", "drop --seed, or use --criterion random")
         bad = [m for m in self.modules if m not in MODULE_TYPES]
         check(not bad and len(self.modules) > 0, "modules", f"unknown {bad}" if bad else "none chosen",
               f"use some of {', '.join(MODULE_TYPES)}")

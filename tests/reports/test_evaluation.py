@@ -51,6 +51,8 @@ def test_a_file_whose_labels_are_not_the_models_is_refused(two_runs, tmp_path):
         evaluate_run(RunStore(), two_runs[0], EvalData(eval_file=str(bad)))
     with pytest.raises(ConfigError, match="exactly one of"):
         evaluate_run(RunStore(), two_runs[0], EvalData())
+    with pytest.raises(ConfigError, match="name a file's columns"):  # given, so honoured or refused: refused here
+        evaluate_run(RunStore(), two_runs[0], EvalData(dataset="sst2", label_column="label"))
     missing = tmp_path / "cols.csv"
     missing.write_text("body,label\nfine,0\n", encoding="utf-8")
     with pytest.raises(DataError, match="not found"):

@@ -87,6 +87,8 @@ def test_bad_edits_are_refused_with_the_fix(finetuned):
         parse_ffn("0-0.5")
     with pytest.raises(ConfigError, match="must be in"):
         apply_edit_(copy.deepcopy(session.model), Edit(sparsity=1.0))
+    with pytest.raises(ConfigError, match="draws only the random criterion"):  # a flag is honoured or refused
+        session.evaluate(Edit(sparsity=0.5, seed=3))
 
 
 def test_the_whatif_command(finetuned, capsys):
