@@ -236,6 +236,7 @@ def options_of(page, box, expected: str, attempts: int = 4) -> list[str]:
     for _ in range(attempts):
         settle(page)
         box.get_by_role("button", name="Open").click()
+        box.get_by_role("combobox").fill(expected)  # filter: a long list renders only its first options
         try:
             page.get_by_role("option").filter(has_text=expected).first.wait_for(state="visible", timeout=3000)
             texts = page.get_by_role("option").all_inner_texts()
@@ -271,10 +272,16 @@ def wait_finished(page, store: Path, run_id: str) -> None:
     listed as done."""
     from analysis.store.index import RunStore
 
+    go_to(page, "Home")  # away first: on the Runs page already, its last "Nothing queued" would pass at once
     go_to(page, "Runs")
     expect(page.get_by_role("heading", name="Launched jobs")).to_be_visible(timeout=RUN_TIMEOUT_MS)
     expect(page.get_by_text("Nothing queued or running.")).to_be_visible(timeout=RUN_TIMEOUT_MS)
     settle(page)
+    if RunStore(store).get(run_id) is None:  # the job ended without a run: say why (the queue keeps its error)
+        from analysis.runs.queue import JobQueue
+
+        jobs = [j for j in JobQueue(RunStore(store)).rows(recent=50) if j["run_id"] == run_id]
+        pytest.fail(f"run {run_id} is not in the store; its job: {jobs}")
     record = RunStore(store).require(run_id)
     assert record.status == "done", f"run {run_id} is {record.status}: {record.error}"
     listed = [o for o in options_of(page, page.locator(key_of("runs:pick")), run_id) if o.startswith(run_id)]
