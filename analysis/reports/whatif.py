@@ -28,6 +28,7 @@ from analysis.core.errors import ConfigError
 from analysis.core.precision import resolve
 from analysis.data.tasks import load_task, sample_indices
 from analysis.data.tokens import Encoded, encode
+from analysis.methods.probes.fidelity import softmax
 from analysis.methods.pruning.masks import apply_masks_, magnitude_scores, masks_from_weights, random_scores
 from analysis.models.arch import MODULE_TYPES, Arch
 from analysis.models.compact import drop_layers_, remove_ffn_neurons_
@@ -383,7 +384,7 @@ class WhatIf:
             "change_ci_low": change["ci_low"], "change_ci_high": change["ci_high"],
             "agreement": None, "kl": None, "flipped": []}
         if not self.task.is_regression:
-            p, q = _softmax(base.outputs), _softmax(edited.outputs)
+            p, q = softmax(base.outputs), softmax(edited.outputs)
             out["agreement"] = float((base.predicted == edited.predicted).mean())
             out["kl"] = float(np.mean(np.sum(p * (np.log(p + 1e-12) - np.log(q + 1e-12)), axis=1)))
             flips = np.flatnonzero(base.predicted != edited.predicted)[:MAX_FLIPPED]
@@ -416,9 +417,3 @@ class WhatIf:
         model, _, _ = self.edited_model(edit)
         arch = Arch(model)
         return masks_from_weights({p + ".weight": lin.weight for p, lin in arch.linears().items()})
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
