@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Any, Callable
 
-from analysis.core.config import BASELINE_MODELS, LR_SCHEDULES, PRECISIONS, ConfigBase, FinetuneConfig, without_defaults
+from analysis.core.config import LR_SCHEDULES, PRECISIONS, ConfigBase, FinetuneConfig, without_defaults
 from analysis.core.errors import ConfigError
 from analysis.core.registry import Registry
 from analysis.methods.finetuning.base import FINETUNE_METHODS
@@ -54,10 +54,9 @@ def _methods(owner: type, store: RunStore | None) -> list[str] | None:
 def _probe_targets(owner: type, store: RunStore | None) -> list[str]:
     """'default' and the finished fine-tune and prune runs of a transformer that kept their weights (a baseline has
     no encoder to probe)."""
-    rows = store.list(status="done") if store is not None else []
-    return ["default"] + [r["run_id"] for r in rows if r["kind"] in ("finetune", "prune")
-                          and r["model"] not in BASELINE_MODELS
-                          and (store.run_dir(r["run_id"]) / "model").is_dir()]  # type: ignore[union-attr]
+    from analysis.service.runs import transformer_runs_with_weights
+
+    return ["default"] + ([r["run_id"] for r in transformer_runs_with_weights(store)] if store is not None else [])
 
 
 CHOICES: dict[str, Callable[[type, RunStore | None], list[str] | None]] = {

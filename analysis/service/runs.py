@@ -25,3 +25,12 @@ def store_root() -> Path:
 
 def open_store(root: str | Path | None = None) -> RunStore:
     return RunStore(root if root is not None else store_root())
+
+
+def transformer_runs_with_weights(store: RunStore) -> list[dict]:
+    """Finished fine-tune and prune runs of a transformer that kept their weights (a baseline has no encoder):
+    what probes, head importance and the what-if explorer can load."""
+    from analysis.core.config import BASELINE_MODELS
+
+    return [r for r in store.list(status="done") if r["kind"] in ("finetune", "prune")
+            and r["model"] not in BASELINE_MODELS and (store.run_dir(r["run_id"]) / "model").is_dir()]

@@ -14,6 +14,7 @@ from analysis.models.arch import MODULE_TYPES  # noqa: F401
 from analysis.reports.whatif import CRITERIA, SAMPLE_SIZE, SCOPES, Edit, WhatIf, parse_ffn, parse_heads, parse_layers  # noqa: F401
 from analysis.runs.heads import stored_importance
 from analysis.runs.queue import JobQueue, Submission
+from analysis.service.runs import transformer_runs_with_weights
 from analysis.store.index import RunStore
 
 MAX_SESSIONS = 3  # models kept loaded (each ~100 MB for the default model)
@@ -38,9 +39,7 @@ def session(store: RunStore, run_id: str, precision: str = "auto") -> WhatIf:
 
 def candidates(store: RunStore) -> list[dict[str, Any]]:
     """Finished fine-tune and prune runs of a transformer that kept their weights: what the explorer can edit."""
-    rows = store.list(status="done")
-    return [r for r in rows if r["kind"] in ("finetune", "prune") and r["model"] not in ("lstm", "embedding-bag")
-            and (store.run_dir(r["run_id"]) / "model").is_dir()]
+    return transformer_runs_with_weights(store)
 
 
 def least_important_heads(store: RunStore, run_id: str, k: int, by: str = "michel") -> tuple[tuple[int, int], ...]:
