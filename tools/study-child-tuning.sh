@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 17's Child-Tuning study (configs/child-tuning-selected.yaml): selection of lr and p per arm on a held-out
-# part, then five seeds. Resumable: run it again after any interruption.
+# part, then five seeds, two members at once (WORKERS). Resumable: run it again after any interruption.
 # Export when done:  python -m analysis export STUDY_RUN_ID --to results/child-tuning-selected
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-$PY -m analysis sweep child-tuning --config configs/child-tuning-selected.yaml --threads "${THREADS:-1}" --json | tail -1
+$PY -m analysis sweep child-tuning --config configs/child-tuning-selected.yaml --workers "${WORKERS:-2}" --threads 1 --json | tail -1
