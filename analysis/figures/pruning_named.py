@@ -96,9 +96,11 @@ def _one_dataset(store: RunStore, run_ids: Sequence[str]) -> tuple[list[dict[str
     return chosen, dataset, dense
 
 
-def _floor(store: RunStore, dataset: str) -> tuple[str, float] | None:
-    """The dataset's floor run in the whole store (not only the runs picked): see `tables.floor_run`."""
-    return floor_run(store.list(kind="finetune", status="done"), dataset)
+def _floor(store: RunStore, dataset: str, chosen: list[dict[str, Any]]) -> tuple[str, float] | None:
+    """The dataset's floor run in the whole store (not only the runs picked), trained on as many examples as most
+    of the prune runs: see `tables.floor_run`."""
+    budget = Counter(r.get("train_examples") for r in chosen).most_common(1)[0][0]
+    return floor_run(store.list(kind="finetune", status="done"), dataset, budget)
 
 
 def _metric_table(chosen: list[dict[str, Any]]) -> pd.DataFrame:
@@ -111,7 +113,7 @@ def _metric_table(chosen: list[dict[str, Any]]) -> pd.DataFrame:
 def _metric_vs_sparsity(store: RunStore, run_ids: Sequence[str]) -> FigureResult:
     """Metric vs encoder sparsity for the prune runs of the most common dataset among them."""
     chosen, dataset, dense = _one_dataset(store, run_ids)
-    floor = _floor(store, dataset)
+    floor = _floor(store, dataset, chosen)
     floor_id, floor_value = floor if floor else (None, None)
     return FigureResult(metric_vs_sparsity(chosen, dense, floor_value), _metric_table(chosen),
                         [r["run_id"] for r in chosen] + ([floor_id] if floor_id else []), "metric_vs_sparsity",

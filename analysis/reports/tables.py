@@ -35,17 +35,21 @@ def prune_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "sparsity": s.get("requested_sparsity"), "encoder_sparsity": s.get("encoder_sparsity"),
                     "model_sparsity": s.get("model_sparsity"), "encoder_nonzero_params": s.get("encoder_nonzero_params"),
                     "removed_params": s.get("removed_params"), "metric": metric, "value": r["metrics"].get(metric),
-                    "precision": r.get("precision"),
+                    "precision": r.get("precision"), "train_examples": s.get("train_examples"),
                     "teacher": s.get("teacher")})
     return out
 
 
-def floor_run(rows: list[dict[str, Any]], dataset: str | None) -> tuple[str, float] | None:
+def floor_run(rows: list[dict[str, Any]], dataset: str | None,
+              train_examples: int | None = None) -> tuple[str, float] | None:
     """(run id, metric) of the best finished `embedding-bag` fine-tune of `dataset`: the floor of the knowledge
-    window (a classifier on mean-pooled token embeddings, no contextual knowledge). None when there is none."""
+    window (a classifier on mean-pooled token embeddings, no contextual knowledge). With `train_examples`, only
+    floors trained on that many examples count: a floor on another budget is not the same study's floor.
+    None when there is none."""
     floors = [(r["metrics"].get(r["summary"].get("metric")), r["run_id"]) for r in rows
               if r["kind"] == "finetune" and r["status"] == "done" and r["model"] == "embedding-bag"
-              and r["dataset"] == dataset]
+              and r["dataset"] == dataset
+              and (train_examples is None or r["summary"].get("train_examples") == train_examples)]
     floors = [(value, run_id) for value, run_id in floors if value is not None]
     if not floors:
         return None

@@ -278,9 +278,9 @@ def test_without_a_floor_the_figure_keeps_only_the_dense_line():
 def test_the_floor_is_the_best_finished_embedding_bag_run_of_the_dataset():
     from analysis.reports.tables import floor_run
 
-    def run(run_id, value, model="embedding-bag", dataset="sst2", kind="finetune", status="done"):
+    def run(run_id, value, model="embedding-bag", dataset="sst2", kind="finetune", status="done", examples=1000):
         return {"run_id": run_id, "kind": kind, "status": status, "model": model, "dataset": dataset,
-                "metrics": {"accuracy": value}, "summary": {"metric": "accuracy"}}
+                "metrics": {"accuracy": value}, "summary": {"metric": "accuracy", "train_examples": examples}}
 
     rows = [run("low", 0.74), run("best", 0.77), run("other-task", 0.9, dataset="imdb"),
             run("failed", 0.95, status="failed"), run("lstm", 0.8, model="lstm"), run("dense", 0.86, model="default"),
@@ -288,6 +288,11 @@ def test_the_floor_is_the_best_finished_embedding_bag_run_of_the_dataset():
     assert floor_run(rows, "sst2") == ("best", 0.77)
     assert floor_run(rows, "imdb") == ("other-task", 0.9)
     assert floor_run(rows, "cola") is None
+    # a floor trained on another budget is not this study's floor, however good
+    rows.append(run("more-data", 0.79, examples=2000))
+    assert floor_run(rows, "sst2") == ("more-data", 0.79)
+    assert floor_run(rows, "sst2", train_examples=1000) == ("best", 0.77)
+    assert floor_run(rows, "sst2", train_examples=500) is None
 
 
 def test_lines_never_use_the_okabe_ito_yellow_and_greyscale_tells_them_apart():
