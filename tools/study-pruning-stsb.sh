@@ -6,7 +6,8 @@
 # fp32, one thread): a sparsebert member ~10 min, magnitude/random ~6, small-dense ~3, i.e. ~5 core-hours for
 # four methods x four sparsities x three seeds; 2,000 examples would have been ~14 (NOTES, session 7).
 # Order: the dense teacher, the four-method sweep (two members at once), the dense seeds 1-2 and the
-# embedding-bag floor, then gradual-magnitude as a second sweep. Resumable: run it again after any interruption
+# embedding-bag floor. METHODS=gradual-magnitude runs the fifth method as a second sweep (tools/study-issue17.sh
+# runs it after the Child-Tuning study). Resumable: run it again after any interruption
 # (finished runs come from the store, an interrupted one continues from its checkpoint). Precision pinned to fp32
 # so run ids hold on any CPU.
 # Export when done:  python -m analysis export SWEEP_RUN_ID --to results/pruning-stsb-window
@@ -16,7 +17,7 @@ PY=${PY:-.venv/bin/python}
 WORKERS=${WORKERS:-2}
 COMMON=(--config configs/sparsebert-authors.yaml --dataset stsb --train-size 1000 --no-eval-every-epoch --precision fp32)
 $PY -m analysis finetune "${COMMON[@]}" --seed 0 --threads "$WORKERS" --json | tail -1   # the dense teacher
-$PY -m analysis sweep pruning "${COMMON[@]}" --methods sparsebert,magnitude,random,small-dense \
+$PY -m analysis sweep pruning "${COMMON[@]}" --methods "${METHODS:-sparsebert,magnitude,random,small-dense}" \
     --sparsities 0.5,0.7,0.8,0.9 --seeds 0,1,2 --workers "$WORKERS" --threads 1 --json | tail -1
 for seed in 1 2; do
   $PY -m analysis finetune "${COMMON[@]}" --seed $seed --threads "$WORKERS" --json | tail -1
@@ -27,5 +28,3 @@ for seed in 0 1 2; do
         --json | tail -1
   done
 done
-$PY -m analysis sweep pruning "${COMMON[@]}" --methods gradual-magnitude \
-    --sparsities 0.5,0.7,0.8,0.9 --seeds 0,1,2 --workers "$WORKERS" --threads 1 --json | tail -1
