@@ -32,6 +32,7 @@ def test_home_states_what_each_reference_study_found(results_store, monkeypatch)
     monkeypatch.setenv("PRUNESCOPE_STORE", str(results_store))
     at = AppTest.from_file(str(ROOT / "dashboard" / "home.py"), default_timeout=180).run()
     text = " ".join(m.value for m in at.markdown)
-    assert "At sparsity 0.9 on sst2" in text and "Child-Tuning vs vanilla on 5 task(s)" in text
+    assert "sparsebert minus small-dense at equal non-zero encoder weights" in text
+    assert "Child-Tuning vs vanilla on 5 task(s)" in text
     assert "training examples, against the pretrained transformer: lstm 7.1 points behind" in text
     assert len(at.get("plotly_chart")) == 3 and "python -m analysis demo" in text  # one per kind of study
