@@ -23,7 +23,7 @@ from typing import Any
 
 from analysis.bench.core import BENCHES
 from analysis.core.settings import PROJECT_ROOT, using_store
-from analysis.store.bundles import export_entry, import_entry
+from analysis.store.bundles import bundle_files, export_entry, import_entry
 from analysis.store.index import RunStore
 
 TARGET_SECONDS = 1.0
@@ -93,7 +93,7 @@ def tiny_runs(store: RunStore, folder: Path) -> list[str]:
 
 def templates(store: RunStore, results: Path) -> list[str]:
     """Every real record to copy, as one JSON line each: the reference results plus the tiny runs in `store`."""
-    lines = [line for file in sorted(results.rglob("runs.jsonl")) for line in file.read_text().splitlines() if line]
+    lines = [line for file in bundle_files(results) for line in file.read_text().splitlines() if line]
     lines += [json.dumps(export_entry(store, r["run_id"])) for r in store.list(status="done")]
     unique: dict[str, str] = {}  # a run shared by two exported studies is one run
     for line in lines:

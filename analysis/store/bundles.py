@@ -6,11 +6,13 @@ keeps its full config, seed, versions and metrics, so `reproduce` can run it aga
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -22,10 +24,23 @@ from analysis.store.index import RunStore, write_atomic, write_json
 
 MAX_ARTEFACT_BYTES = 2_000_000  # JSON artefacts larger than this (none today) stay out of results/
 ARRAY_ARTEFACTS = ("predictions",)  # small arrays worth keeping (dev outputs, for paired comparisons)
+MAX_FILE_BYTES = 1_000_000  # one results file stays under this; a larger export is split into runs-2.jsonl, ...
+BUNDLE_GLOB = "runs*.jsonl"  # runs.jsonl, then runs-2.jsonl, runs-3.jsonl, ... for a large export
+
+
+def bundle_files(folder: Path) -> list[Path]:
+    """Every exported runs file under folder, in the order they were written (runs.jsonl before runs-2.jsonl)."""
+    def order(path: Path) -> tuple[str, int]:
+        part = path.stem.partition("-")[2]
+        return str(path.parent), int(part) if part.isdigit() else 1
+    return sorted(Path(folder).rglob(BUNDLE_GLOB), key=order)
 
 
 def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[str, Any]:
-    """Write one JSON line per run (and its sub-runs, for studies) to folder/runs.jsonl."""
+    """Write one JSON line per run (and its sub-runs, for studies) to folder/runs.jsonl.
+
+    An export over MAX_FILE_BYTES goes on in runs-2.jsonl, runs-3.jsonl, ...; the runs files an earlier export left
+    in the folder are replaced, so the folder holds exactly this export."""
     seen: dict[str, dict[str, Any]] = {}
     pending = list(run_ids)
     while pending:
@@ -39,9 +54,27 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
         teacher = entry["record"].get("teacher")
         if teacher:
             pending.append(teacher)
-    lines = "".join(json.dumps(e, sort_keys=True) + "\n" for e in seen.values())
-    write_atomic(folder / "runs.jsonl", lines.encode())
-    return {"folder": str(folder), "runs": len(seen), "bytes": len(lines)}
+    parts = _split_lines([(json.dumps(e, sort_keys=True) + "\n").encode() for e in seen.values()])
+    names = ["runs.jsonl"] + [f"runs-{n}.jsonl" for n in range(2, len(parts) + 1)]
+    for name, part in zip(names, parts):
+        write_atomic(folder / name, b"".join(part))
+    for stale in set(folder.glob(BUNDLE_GLOB)) - {folder / n for n in names}:
+        stale.unlink()
+    return {"folder": str(folder), "runs": len(seen), "bytes": sum(len(line) for part in parts for line in part),
+            "files": [str(folder / n) for n in names]}
+
+
+def _split_lines(lines: list[bytes]) -> list[list[bytes]]:
+    """Lines in order, grouped so each group stays under MAX_FILE_BYTES (a single larger line is a group alone)."""
+    parts: list[list[bytes]] = [[]]
+    size = 0
+    for line in lines:
+        if parts[-1] and size + len(line) > MAX_FILE_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(line)
+        size += len(line)
+    return parts
 
 
 def export_entry(store: RunStore, run_id: str) -> dict[str, Any]:
@@ -55,8 +88,7 @@ def export_entry(store: RunStore, run_id: str) -> dict[str, Any]:
             artefacts[path.name] = json.loads(path.read_text())
     for name in ARRAY_ARTEFACTS:
         if (folder / f"{name}.safetensors").is_file():
-            arrays[name] = {k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.reshape(-1).tolist()}
-                            for k, v in store.load_arrays(run_id, name).items()}
+            arrays[name] = {k: _encode_array(v) for k, v in store.load_arrays(run_id, name).items()}
     return {"run_id": run_id, "kind": rec.kind, "row": {k: rec.row[k] for k in ("method", "dataset", "model", "seed",
                                                                                 "label", "created", "duration")},
             "record": store.record(run_id), "history": store.read_metrics(run_id), "artefacts": artefacts,
@@ -64,8 +96,8 @@ def export_entry(store: RunStore, run_id: str) -> dict[str, Any]:
 
 
 def import_runs(store: RunStore, folder: Path) -> dict[str, Any]:
-    """Add every run of folder/**/runs.jsonl that the store does not have yet."""
-    files = sorted(Path(folder).rglob("runs.jsonl"))
+    """Add every run of folder/**/runs*.jsonl that the store does not have yet."""
+    files = bundle_files(folder)
     if not files:
         raise StoreError(f"no runs.jsonl under {folder}", fix="point at a results/ folder written by export")
     added = skipped = 0
@@ -129,12 +161,29 @@ def _check_entry(entry: Any, where: str) -> None:
             raise StoreError(f"{where}: field {key!r} is missing or not a {kind.__name__}", fix="re-export the results")
 
 
+def _encode_array(values: np.ndarray) -> dict[str, Any]:
+    """An array as JSON: dtype, shape and its little-endian bytes, zlib-compressed and base64-encoded (exact, and a
+    third of the size of a list of numbers)."""
+    raw = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
+    return {"dtype": values.dtype.newbyteorder("<").str, "shape": list(values.shape),
+            "zlib_base64": base64.b64encode(zlib.compress(raw, 9)).decode("ascii")}
+
+
+def _decode_array(value: dict[str, Any]) -> np.ndarray:
+    """One exported array back: the compressed bytes `_encode_array` writes, or a list of numbers (older exports)."""
+    dtype = np.dtype(value["dtype"])
+    if "zlib_base64" in value:
+        raw = zlib.decompress(base64.b64decode(value["zlib_base64"], validate=True))
+        return np.frombuffer(raw, dtype=dtype).reshape(value["shape"]).astype(dtype.newbyteorder("="))
+    return np.asarray(value["data"], dtype=dtype).reshape(value["shape"])
+
+
 def _arrays(arrays: Any, where: str) -> dict[str, np.ndarray]:
-    """Exported arrays ({name: {dtype, shape, data}}) back as numpy arrays, or a StoreError naming the entry."""
+    """Exported arrays ({name: {dtype, shape, zlib_base64 or data}}) back as numpy arrays, or a StoreError naming the
+    entry."""
     try:
-        return {str(k): np.asarray(v["data"], dtype=np.dtype(v["dtype"])).reshape(v["shape"])
-                for k, v in arrays.items()}
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return {str(k): _decode_array(v) for k, v in arrays.items()}
+    except (AttributeError, KeyError, TypeError, ValueError, zlib.error) as exc:
         raise StoreError(f"{where} cannot be read back ({type(exc).__name__}: {exc})",
                          fix="re-export the results") from None
 

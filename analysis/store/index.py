@@ -47,6 +47,10 @@ LIST_COLUMNS = ("run_id", "kind", "status", "method", "dataset", "model", "seed"
 ADDED_COLUMNS = {"host": "TEXT", "pid_start": "TEXT"}  # columns newer than some stores: added when missing
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: os.umask can only be read by setting it
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to a temp file in the same folder, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,6 +60,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file gets the mode a plain open() would give it
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -1,10 +1,12 @@
 """Export to results/ and import into an empty store: the same records, metrics and predictions."""
 
+import json
+
 import numpy as np
 
 from analysis.core.config import FinetuneConfig
 from analysis.runs import experiment as jobs
-from analysis.store.bundles import export_runs, import_runs
+from analysis.store.bundles import export_entry, export_runs, import_runs
 from analysis.store.index import RunStore
 
 
@@ -43,3 +45,55 @@ def test_an_imported_teacher_without_weights_is_trained_again(tiny_models, senti
     assert pruned.summary["teacher"] == teacher.run_id
     again = RunStore().require(teacher.run_id)
     assert (again.path / "model").is_dir() and again.metrics == teacher.metrics  # deterministic re-run
+
+
+def test_a_large_export_is_split_into_files_under_the_limit_and_imports_whole(tiny_models, sentiment_files, tmp_path,
+                                                                              monkeypatch):
+    """Over MAX_FILE_BYTES the export goes on in runs-2.jsonl, ...; a re-export replaces the old parts; the import
+    reads every part; predictions come back exactly; the files get the usual mode, not mkstemp's 0600."""
+    from analysis.store import bundles
+
+    train, evaluation = sentiment_files
+    ids = [jobs.execute("finetune", FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]),
+                                                                 "dataset": str(train), "eval_file": str(evaluation),
+                                                                 "epochs": 1, "seed": seed})).record.run_id
+           for seed in (0, 1, 2)]
+    source, folder = RunStore(), tmp_path / "results" / "big"
+    (folder / "runs-9.jsonl").parent.mkdir(parents=True)
+    (folder / "runs-9.jsonl").write_text("stale\n")
+    one_line = max(len(json.dumps(bundles.export_entry(source, rid), sort_keys=True)) + 1 for rid in ids)
+    monkeypatch.setattr(bundles, "MAX_FILE_BYTES", one_line + 10)  # about one run per file
+    out = export_runs(source, ids, folder)
+    names = sorted(p.name for p in folder.glob("runs*.jsonl"))
+    assert names == ["runs-2.jsonl", "runs-3.jsonl", "runs.jsonl"] and out["runs"] == 3
+    assert [p.name for p in bundles.bundle_files(folder)] == ["runs.jsonl", "runs-2.jsonl", "runs-3.jsonl"]
+    assert all(p.stat().st_size <= one_line + 10 for p in folder.glob("runs*.jsonl"))
+    assert all(p.stat().st_mode & 0o044 for p in folder.glob("runs*.jsonl"))  # readable by group and others
+    target = RunStore(tmp_path / "fresh")
+    assert import_runs(target, tmp_path / "results")["added"] == 3
+    for rid in ids:
+        got, want = target.load_arrays(rid, "predictions"), source.load_arrays(rid, "predictions")
+        assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) and got[k].dtype == want[k].dtype
+                                                 for k in want)
+    monkeypatch.setattr(bundles, "MAX_FILE_BYTES", 1_000_000)
+    export_runs(source, ids, folder)  # fits in one file again: the parts of the larger export are gone
+    assert sorted(p.name for p in folder.glob("runs*.jsonl")) == ["runs.jsonl"]
+
+
+def test_an_older_export_with_arrays_as_number_lists_still_imports(tiny_models, sentiment_files, tmp_path):
+    train, evaluation = sentiment_files
+    cfg = FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]), "dataset": str(train),
+                                        "eval_file": str(evaluation), "epochs": 1})
+    rid = jobs.execute("finetune", cfg).record.run_id
+    source = RunStore()
+    entry = export_entry(source, rid)
+    want = source.load_arrays(rid, "predictions")
+    entry["arrays"]["predictions"] = {k: {"dtype": str(v.dtype), "shape": list(v.shape), "data": v.reshape(-1).tolist()}
+                                      for k, v in want.items()}
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "runs.jsonl").write_text(json.dumps(entry) + "\n")
+    target = RunStore(tmp_path / "fresh")
+    assert import_runs(target, folder)["added"] == 1
+    got = target.load_arrays(rid, "predictions")
+    assert all(np.array_equal(got[k], want[k]) for k in want)
