@@ -208,10 +208,13 @@ def _grey(node: Any, key: str = "") -> Any:
 
 
 def _distinguish(traces: list[dict[str, Any]]) -> None:
-    """Give each legend entry its own dash, marker symbol or bar pattern, so greys stay apart."""
+    """Give each legend entry its own dash, marker symbol or bar pattern, so greys stay apart (a reference line's
+    entry, marked in its meta, keeps the style of its line)."""
     i = 0
     for trace in traces:
         if trace.get("showlegend") is False or trace.get("fill") in ("toself", "tonexty", "tozeroy"):
+            continue
+        if isinstance(trace.get("meta"), dict) and trace["meta"].get("reference"):
             continue
         kind = trace.get("type", "scatter")
         if kind in ("scatter", "scattergl"):

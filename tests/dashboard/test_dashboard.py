@@ -84,6 +84,6 @@ def test_accuracy_page_shades_the_knowledge_window_once_a_floor_run_exists(tiny_
     assert not at.exception
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert sorted(s["type"] for s in spec["layout"]["shapes"]) == ["line", "line", "rect"]
-    notes = [a["text"] for a in spec["layout"]["annotations"]]
-    assert any(n.startswith("knowledge window") for n in notes) and any(n.startswith("floor: embedding bag") for n in notes)
+    names = [t.get("name", "") for t in spec["data"]]
+    assert any(n.startswith("knowledge window") for n in names) and any(n.startswith("floor (") for n in names)
     assert any(floor.run_id in c.value and "knowledge window" in c.value for c in at.caption)

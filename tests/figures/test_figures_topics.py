@@ -10,6 +10,7 @@ import pytest
 
 from analysis import figures
 from analysis.figures.base import LINE_COLOURS, distinct_labels, log_ticks, si_label
+from analysis.figures.pruning import WINDOW_FILL
 from analysis.figures.style import to_greyscale
 from analysis.reports.compare import mcnemar, paired_bootstrap
 from analysis.studies.child_tuning_study import summarise as child_summarise
@@ -245,17 +246,17 @@ def test_the_knowledge_window_is_shaded_between_the_floor_and_the_dense_line():
     fig = figures.metric_vs_sparsity(rows, dense=0.88, floor=0.70)
     assert _reference_shapes(fig) == [("line", 0.7, 0.7, "dot"), ("line", 0.88, 0.88, "dash"),
                                       ("rect", 0.7, 0.88, None)]
-    notes = {a.text: a for a in fig.layout.annotations}
-    assert set(notes) == {"dense fine-tuned (0.880)", "floor: embedding bag (0.700)", "knowledge window (0.180)"}
+    entries = {t.name: t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("reference")}
+    assert set(entries) == {"dense (0.880)", "floor (0.700)", "knowledge window"}
+    assert not fig.layout.annotations  # named in the legend: no label on the plot, where curves run
+    assert entries["dense (0.880)"].line.dash == "dash" and entries["floor (0.700)"].line.dash == "dot"
+    assert entries["knowledge window"].marker.color == WINDOW_FILL
+    assert all(list(t.x) == [None] for t in entries.values())  # legend entries only: they draw nothing
     low, high = fig.layout.yaxis.range
-    span = high - low
-    # each line's label sits on its outer side, with room inside the plot (clear of the x axis and the legend)
-    assert notes["dense fine-tuned (0.880)"].yanchor == "bottom" and high - 0.88 >= 0.1 * span
-    assert notes["floor: embedding bag (0.700)"].yanchor == "top" and 0.70 - low >= 0.1 * span
-    window = notes["knowledge window (0.180)"]
-    assert window.xref == "x domain" and 0 < window.x < 0.5 and window.xanchor == "left"  # inside, off the y axis
-    assert 0.70 < window.y < 0.88 and not window.showarrow
     assert all(low < v < high for v in [r["value"] for r in rows] + [0.70, 0.88])
+    grey = {t.name: t for t in to_greyscale(fig).data}
+    assert grey["floor (0.700)"].line.dash == "dot"  # the greyscale copy keeps the lines' styles
+    assert grey["dense (0.880)"].line.dash == "dash"
     from analysis.figures.style import parse_colour
 
     band = next(s for s in to_greyscale(fig).layout.shapes if s.type == "rect")
@@ -266,11 +267,11 @@ def test_the_knowledge_window_is_shaded_between_the_floor_and_the_dense_line():
 def test_without_a_floor_the_figure_keeps_only_the_dense_line():
     fig = figures.metric_vs_sparsity(pruned_rows(), dense=0.88)
     assert _reference_shapes(fig) == [("line", 0.88, 0.88, "dash")]
-    assert [a.text for a in fig.layout.annotations] == ["dense fine-tuned (0.880)"]
+    assert [t.name for t in fig.data if isinstance(t.meta, dict)] == ["dense (0.880)"]
     assert fig.layout.yaxis.range is None  # plotly's own range, as before the floor existed
     above = figures.metric_vs_sparsity(pruned_rows(), dense=0.80, floor=0.83)  # no window to shade
     assert [s.type for s in above.layout.shapes] == ["line", "line"]
-    assert not any("knowledge window" in a.text for a in above.layout.annotations)
+    assert not any("knowledge window" in (t.name or "") for t in above.data)
     alone = figures.metric_vs_sparsity(pruned_rows(), floor=0.70)  # no dense teacher found: the floor line only
     assert _reference_shapes(alone) == [("line", 0.7, 0.7, "dot")]
 
