@@ -6,7 +6,16 @@ from __future__ import annotations
 import streamlit as st
 
 from analysis import figures
-from analysis.figures.child_tuning import METHOD_ORDER, child_networks, finetune_rows, short, weight_changes
+from analysis.figures.child_tuning import (
+    METHOD_ORDER,
+    child_networks,
+    finetune_rows,
+    selection_lines,
+    selection_table,
+    short,
+    weight_changes,
+)
+from analysis.studies.child_tuning_study import selection_inputs
 from dashboard.common import get_store, show_error, study_picker
 
 st.title("Child-Tuning vs vanilla fine-tuning")
@@ -38,11 +47,39 @@ def per_run_figures(rows: list[dict]) -> None:
         st.plotly_chart(figures.weight_change_per_layer(changes), width="stretch")
 
 
+def show_selection(study: dict) -> None:
+    """The lr and p each arm chose on the held-out share (seed 0), and every candidate behind the choice."""
+    try:
+        selection = selection_inputs(store, study["run_id"])
+    except Exception as exc:  # an unreadable selection is a message; the study table below still shows
+        show_error(exc)
+        return
+    if selection is None:
+        return
+    share = f"{100 * selection['holdout']:g}%" if selection.get("holdout") else "a share"
+    st.subheader(f"Learning rate and p per arm, chosen on a held-out {share} of the training set "
+                 f"(seed {selection.get('seed')})")
+    table = selection_table(selection)
+    if not len(table):
+        st.info("The selection has not finished a candidate yet; the held-out scores show here as they complete.")
+        return
+    if selection["complete"]:
+        st.dataframe(table[table["chosen"]].drop(columns="chosen"), hide_index=True, width="stretch")
+        st.caption("Each arm's seeds ran at its chosen values on the whole training set. The dev column is shown "
+                   "for reference; the choice used the held-out score only.")
+    else:
+        st.warning(f"The selection is still running: {len(table)} candidates finished, nothing chosen yet.")
+    st.plotly_chart(selection_lines(selection), width="stretch")
+    with st.expander(f"All {len(table)} candidates"):
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
 source = st.radio("Show", ["a study", "single runs"], horizontal=True, index=0 if studies else 1,
                   disabled=not (studies and singles))
 if source == "a study" and studies:
     rows, summary, complete = study_picker(store, studies, "child-tuning",
-                                           lambda r: f"{r['label'] or 'study'} · {r['status']} ({r['run_id']})")
+                                           lambda r: f"{r['label'] or 'study'} · {r['status']} ({r['run_id']})",
+                                           preface=show_selection)
     st.subheader("Study table: mean ± std and the paired difference to vanilla")
     st.dataframe(figures.study_table(summary["cells"]), hide_index=True, width="stretch")
     st.plotly_chart(figures.study_differences(summary["cells"]), width="stretch")

@@ -108,11 +108,14 @@ def _study_inputs(root: str, topic: str, run_id: str, status: str, updated: floa
 
 
 def study_picker(store: RunStore, studies: list[dict], topic: str, label: Callable[[dict], str],
-                 unit: str = "run") -> tuple[list[dict], dict, bool]:
+                 unit: str = "run", preface: Callable[[dict], None] | None = None) -> tuple[list[dict], dict, bool]:
     """A "Study" select box over `studies` (topic: "scale" or "child-tuning") and the chosen study's (rows,
-    summary, complete); stops with a message while it has no finished `unit`, warns while it is unfinished."""
+    summary, complete); stops with a message while it has no finished `unit`, warns while it is unfinished.
+    `preface(study row)` draws what the study shows before its first `unit` finishes (e.g. its selection)."""
     labels = {label(r): r for r in studies}
     row = labels[st.selectbox("Study", list(labels))]
+    if preface is not None:
+        preface(row)
     try:
         rows, summary, complete = _study_inputs(str(store.root), topic, row["run_id"], row["status"],
                                                 row["updated"] or 0.0)

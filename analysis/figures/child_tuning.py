@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from analysis.core.config import BASELINE_MODELS
 from analysis.figures.base import distinct_labels, layout, log_y_axis, series_colour, side_legend
 from analysis.figures.registry import FigureResult, register_figure
-from analysis.studies.child_tuning_study import study_inputs
+from analysis.studies.child_tuning_study import selection_inputs, study_inputs
 
 METHOD_ORDER = ("vanilla", "child-f", "child-d")
 
@@ -209,6 +209,66 @@ def _ok(x: Any) -> bool:
     return x is not None and math.isfinite(x)
 
 
+def selection_table(selection: Mapping[str, Any]) -> pd.DataFrame:
+    """Every (lr, p) candidate of each arm and task with its best held-out score (and its dev score, for reference
+    only: the choice never sees it), the chosen one marked; arms in the order vanilla, child-f, child-d."""
+    chosen = {(c["task"], c["method"], c["lr"], c["p"]) for c in selection.get("chosen", [])}
+    rows = [{"task": short(c["task"]), "method": c["method"], "p": c["p"], "lr": c["lr"],
+             "held_out": c.get("holdout"), "dev": c.get("dev"),
+             "chosen": (c["task"], c["method"], c["lr"], c["p"]) in chosen, "run_id": c.get("run_id")}
+            for c in selection.get("candidates", [])]
+    columns = ["task", "method", "p", "lr", "held_out", "dev", "chosen", "run_id"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    df = pd.DataFrame(rows, columns=columns)
+    df["order"] = [METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER) for m in df["method"]]
+    df = df.sort_values(["task", "order", "p", "lr"], na_position="first")
+    return df.drop(columns="order").reset_index(drop=True)
+
+
+def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
+    """Held-out score against learning rate (log axis), one line per arm and p, one panel per task; the chosen
+    candidate of each arm ringed."""
+    table = selection_table(selection)
+    tasks = list(dict.fromkeys(table["task"])) or [""]
+    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=False)
+    shown: set[str] = set()
+    for col, task in enumerate(tasks, 1):
+        mine = table[table["task"] == task]
+        for (method, p), arm in mine.groupby(["method", "p"], dropna=False, sort=False):
+            label = method if p is None or (isinstance(p, float) and math.isnan(p)) else f"{method} p={p:g}"
+            dash = DASHES_BY_P[sorted(set(mine.loc[mine["method"] == method, "p"].dropna())).index(p)
+                               % len(DASHES_BY_P)] if method != "vanilla" else "solid"
+            fig.add_trace(go.Scatter(x=arm["lr"], y=arm["held_out"], mode="lines+markers", name=label,
+                                     legendgroup=label, showlegend=label not in shown,
+                                     line=dict(color=method_colour(method), dash=dash),
+                                     hovertemplate=f"{label}<br>lr %{{x:.0e}}<br>held-out %{{y:.3f}}<extra></extra>"),
+                          row=1, col=col)
+            shown.add(label)
+            best = arm[arm["chosen"]]
+            if len(best):
+                fig.add_trace(go.Scatter(x=best["lr"], y=best["held_out"], mode="markers", name="chosen",
+                                         legendgroup="chosen", showlegend="chosen" not in shown, legendrank=2000,
+                                         marker=dict(symbol="circle-open", size=14, color="#000000",
+                                                     line=dict(width=2)), hoverinfo="skip"), row=1, col=col)
+                shown.add("chosen")
+        lrs = sorted(set(mine["lr"]))
+        fig.update_xaxes(type="log", tickvals=lrs, ticktext=[_lr_label(lr) for lr in lrs], row=1, col=col)
+    metric = next(iter({c.get("metric") for c in selection.get("candidates", [])} - {None}), "metric")
+    return layout(fig, "Held-out score per learning rate and p (seed 0)", "learning rate", f"held-out {metric}")
+
+
+DASHES_BY_P = ("dot", "dash", "longdash")  # a Child-Tuning arm's p values, smallest first
+
+
+def _lr_label(lr: float) -> str:
+    """A learning rate as people write it: 2e-5, 1e-4, 0.01."""
+    if 1e-3 <= lr < 10:
+        return f"{lr:g}"
+    mantissa, exponent = f"{lr:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def transfer_table(transfer: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Domain transfer: mean ± std accuracy per (method, p, target) over seeds."""
     if not transfer:
@@ -295,6 +355,18 @@ def _child_differences(store: Any, run_ids: Sequence[str]) -> FigureResult:
     cells = summary["cells"]  # type: ignore[index]
     return FigureResult(study_differences(cells), study_table(cells), [study], "study_differences",
                         {"study": study})
+
+
+@register_figure("child-selection", kinds=("study-child-tuning",),
+                 description="Child-Tuning's lr and p chosen per arm on a held-out share", width="double")
+def _child_selection(store: Any, run_ids: Sequence[str]) -> FigureResult:
+    """The held-out score of every (lr, p) candidate, per task, and the one each arm chose."""
+    study = next((r for r in run_ids if store.require(r).kind == "study-child-tuning"), None)
+    selection = selection_inputs(store, study) if study else None
+    _need(bool(selection and selection["candidates"]), "no Child-Tuning study here chose its lr and p on a held-out "
+                                                       "share (run it with --select-lrs)")
+    return FigureResult(selection_lines(selection), selection_table(selection), [study], "selection_lines",  # type: ignore[arg-type]
+                        {"study": study, "complete": selection["complete"]})  # type: ignore[index]
 
 
 @register_figure("child-mask-overlap", kinds=("study-child-tuning",),

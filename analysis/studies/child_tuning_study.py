@@ -212,3 +212,18 @@ def study_inputs(store: Any, run_id: str) -> tuple[list[dict[str, Any]], dict[st
     (transfer is evaluated only at the end)."""
     return progress.study_inputs(store, run_id, lambda record, rows: {
         "cells": summarise(rows), "transfer": [], "mask_overlap": mask_overlap(store, rows)})
+
+
+def selection_inputs(store: Any, run_id: str) -> dict[str, Any] | None:
+    """The study's choice of (lr, p) per arm and task: {"candidates", "chosen", "complete", "holdout", "seed"}.
+    The stored selection once it has finished; before, the candidates finished so far (their `selection_done` log
+    events) and nothing chosen. None for a study that chose nothing (no select_lrs)."""
+    config = store.require(run_id).config
+    if not config.get("select_lrs"):
+        return None
+    about = {"holdout": config.get("select_holdout"), "seed": config.get("select_seed")}
+    if "selection.json" in store.artefacts(run_id):
+        return {**store.load_artifact_json(run_id, "selection"), **about, "complete": True}
+    candidates = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in store.read_metrics(run_id)
+                  if e.get("event") == "selection_done"]
+    return {"candidates": candidates, "chosen": [], **about, "complete": False}

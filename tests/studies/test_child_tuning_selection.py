@@ -35,3 +35,35 @@ def test_a_study_selects_lr_and_p_per_arm_then_runs_its_seeds(tiny_models, senti
     for row in table:
         assert (row["lr"], row["p"]) == chosen[row["method"]]
         assert store.require(row["run_id"]).summary["holdout_examples"] == 0  # the seeds train on everything
+    _the_selection_shows_in_the_figure_table_and_page(store, study.run_id, chosen)
+
+
+def _the_selection_shows_in_the_figure_table_and_page(store, study_id, chosen):
+    """The chosen (lr, p) per arm reach the selection table, the registered figure (with its table for papers) and
+    the Child-Tuning page; before the selection artefact exists, the candidates logged so far show, none chosen."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from analysis.figures import registry
+    from analysis.figures.child_tuning import selection_table
+    from analysis.studies.child_tuning_study import selection_inputs
+
+    selection = selection_inputs(store, study_id)
+    assert selection["complete"] and selection["holdout"] == 0.25 and selection["seed"] == 0
+    table = selection_table(selection)
+    assert len(table) == 8 and list(table["method"].drop_duplicates()) == ["vanilla", "child-f", "child-d"]
+    picked = table[table["chosen"]]
+    assert {m: (lr, None if p != p else p) for m, lr, p in zip(picked["method"], picked["lr"], picked["p"])} == chosen
+    built = registry.build_figure(store, "child-selection", [study_id])
+    assert built.arguments["complete"] and len(built.table) == 8
+    assert sum(t.name == "chosen" for t in built.figure.data) == 3  # one ring per arm
+    at = AppTest.from_file(str(Path(__file__).parents[2] / "dashboard" / "child_tuning.py"), default_timeout=60).run()
+    assert not at.exception
+    assert any("chosen on a held-out 25%" in h.value for h in at.subheader)
+    shown = at.dataframe[0].value
+    assert len(shown) == 3 and set(shown["method"]) == {"vanilla", "child-f", "child-d"}
+    (store.run_dir(study_id) / "artefacts" / "selection.json").unlink()  # as while the selection still runs
+    running = selection_inputs(store, study_id)
+    assert not running["complete"] and running["chosen"] == [] and len(running["candidates"]) == 8
+    assert not selection_table(running)["chosen"].any()
