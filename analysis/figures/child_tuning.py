@@ -15,6 +15,7 @@ from plotly.subplots import make_subplots
 from analysis.core.config import BASELINE_MODELS
 from analysis.figures.base import distinct_labels, layout, log_y_axis, series_colour, side_legend
 from analysis.figures.registry import FigureResult, register_figure
+from analysis.reports.tables import lr_label
 from analysis.studies.child_tuning_study import selection_inputs, study_inputs
 
 METHOD_ORDER = ("vanilla", "child-f", "child-d")
@@ -253,20 +254,14 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
                                                      line=dict(width=2)), hoverinfo="skip"), row=1, col=col)
                 shown.add("chosen")
         lrs = sorted(set(mine["lr"]))
-        fig.update_xaxes(type="log", tickvals=lrs, ticktext=[_lr_label(lr) for lr in lrs], row=1, col=col)
+        fig.update_xaxes(type="log", tickvals=lrs, ticktext=[lr_label(lr) for lr in lrs], row=1, col=col)
     metric = next(iter({c.get("metric") for c in selection.get("candidates", [])} - {None}), "metric")
-    return layout(fig, "Held-out score per learning rate and p (seed 0)", "learning rate", f"held-out {metric}")
+    seed = selection.get("seed")
+    return layout(fig, "Held-out score per learning rate and p" + ("" if seed is None else f" (seed {seed})"),
+                  "learning rate", f"held-out {metric}")
 
 
 DASHES_BY_P = ("dot", "dash", "longdash")  # a Child-Tuning arm's p values, smallest first
-
-
-def _lr_label(lr: float) -> str:
-    """A learning rate as people write it: 2e-5, 1e-4, 0.01."""
-    if 1e-3 <= lr < 10:
-        return f"{lr:g}"
-    mantissa, exponent = f"{lr:e}".split("e")
-    return f"{float(mantissa):g}e{int(exponent)}"
 
 
 def transfer_table(transfer: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from analysis.reports.tables import lr_label
 from analysis.store.index import RunStore
 
 
@@ -75,9 +76,21 @@ def _child_tuning(store: RunStore, row: dict[str, Any]) -> Headline | None:
     tasks = sorted({c["task"] for c in cells})
     finding = (f"Child-Tuning vs vanilla on {len(tasks)} task(s) ({', '.join(tasks)}): {len(better)} of {len(cells)} "
                f"method-task cells better with a 95% interval above zero, {len(worse)} worse, the rest not "
-               f"distinguishable from vanilla.")
+               f"distinguishable from vanilla.{_selection_clause(store, row['run_id'])}")
     return Headline(row["run_id"], row["kind"], sum(c.get("n", 0) for c in cells), row["label"] or "Child-Tuning study",
                     finding, "child_tuning", "child-differences")
+
+
+def _selection_clause(store: RunStore, run_id: str) -> str:
+    """How a study set each arm's lr and p: chosen on a held-out share (with the choices), or fixed."""
+    if "selection.json" not in store.artefacts(run_id):
+        return " The lr and p were fixed, not tuned per arm."
+    held = store.require(run_id).config.get("select_holdout")
+    chosen = store.load_artifact_json(run_id, "selection").get("chosen", [])
+    picks = "; ".join(f"{c['task']} {c['method']} lr {lr_label(c['lr'])}" + ("" if c.get("p") is None else f" p {c['p']:g}")
+                      for c in chosen)
+    share = f"a held-out {100 * held:g}%" if held else "a held-out share"
+    return f" Each arm's lr and p were chosen per task on {share} of the training set ({picks})."
 
 
 HEADLINES: dict[str, Callable[[RunStore, dict[str, Any]], Headline | None]] = {

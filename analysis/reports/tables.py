@@ -7,6 +7,14 @@ from typing import Any
 import pandas as pd
 
 
+def lr_label(lr: float) -> str:
+    """A learning rate as people write it: 2e-5, 1e-4, 0.001."""
+    if 1e-3 <= lr < 10:
+        return f"{lr:g}"
+    mantissa, exponent = f"{lr:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def runs_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per run: identity, status, the task metric, duration."""
     records = []

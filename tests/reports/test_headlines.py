@@ -1,6 +1,7 @@
 """Home's one-sentence findings are computed from the stored study tables."""
 
 from analysis.reports.headlines import headlines
+from analysis.reports.tables import lr_label
 
 
 class TableStore:
@@ -40,3 +41,45 @@ def test_without_both_arms_of_the_claim_the_headline_names_the_best_method_at_th
                                                  ("magnitude", 0.5): [0.9]}, dataset="sst2")]))
     assert found.finding == "On sst2 (pearson, mean of up to 1 seed), at 0.8 magnitude keeps the most: 0.700; " \
                             "2 methods compared."
+
+
+class ChildStore:
+    """A finished Child-Tuning study's summary, config and (when it tuned its arms) its selection artefact."""
+
+    def __init__(self, cells, selection=None, holdout=0.2):
+        self.cells, self.selection, self.holdout = cells, selection, holdout
+
+    def list(self, status=None):
+        return [{"run_id": "c", "kind": "study-child-tuning", "label": None}]
+
+    def artefacts(self, run_id):
+        return ["summary.json", "table.json"] + (["selection.json"] if self.selection else [])
+
+    def require(self, run_id):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(config={"select_lrs": [2e-5, 1e-4] if self.selection else [],
+                                       "select_holdout": self.holdout})
+
+    def load_artifact_json(self, run_id, name):
+        return {"summary": {"cells": self.cells}, "selection": self.selection}[name]
+
+
+def test_the_child_tuning_headline_says_how_each_arm_got_its_lr_and_p():
+    cells = [{"task": "stsb", "method": "vanilla", "p": None, "n": 5},
+             {"task": "stsb", "method": "child-f", "p": 0.2, "n": 5, "diff_mean": 0.01, "diff_ci_low": 0.002,
+              "diff_ci_high": 0.02},
+             {"task": "stsb", "method": "child-d", "p": 0.3, "n": 5, "diff_mean": -0.01, "diff_ci_low": -0.03,
+              "diff_ci_high": 0.01}]
+    chosen = [{"task": "stsb", "method": "vanilla", "lr": 1e-4, "p": None},
+              {"task": "stsb", "method": "child-f", "lr": 1e-4, "p": 0.2}]
+    (tuned,) = headlines(ChildStore(cells, {"candidates": [], "chosen": chosen}))
+    assert tuned.finding == ("Child-Tuning vs vanilla on 1 task(s) (stsb): 1 of 2 method-task cells better with a 95% "
+                             "interval above zero, 0 worse, the rest not distinguishable from vanilla. Each arm's lr "
+                             "and p were chosen per task on a held-out 20% of the training set (stsb vanilla lr "
+                             "1e-4; stsb child-f lr 1e-4 p 0.2).")
+    assert tuned.runs == 10
+    assert [lr_label(v) for v in (2e-5, 1e-4, 1e-3, 0.01, 3e-3)] == ["2e-5", "1e-4", "0.001", "0.01", "0.003"]
+    (fixed,) = headlines(ChildStore(cells))
+    assert fixed.finding.endswith("the rest not distinguishable from vanilla. The lr and p were fixed, not tuned "
+                                  "per arm.")
