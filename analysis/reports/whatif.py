@@ -331,8 +331,8 @@ class WhatIf:
         return float(compute_metrics((self.metric,), out.outputs, out.labels)[self.metric])
 
     def edited_model(self, edit: Edit) -> tuple[nn.Module, dict[str, Any], list[float]]:
+        edit.validate(self.arch)  # before the copy: a bad edit costs nothing (apply_edit_ checks again, for its callers)
         model = copy.deepcopy(self.model)
-        edit.validate(self.arch)
         removed = apply_edit_(model, edit, self.mask_order(edit) if edit.sparsity > 0 else None)
         per_layer = layer_sparsity(model, edit.layers)
         if edit.layers:
