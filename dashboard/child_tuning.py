@@ -51,27 +51,29 @@ def show_selection(study: dict) -> None:
     """The lr and p each arm chose on the held-out share (seed 0), and every candidate behind the choice."""
     try:
         selection = selection_inputs(store, study["run_id"])
+        if selection is None:
+            return
+        table = selection_table(selection)
+        lines = selection_lines(selection) if len(table) else None
     except Exception as exc:  # an unreadable selection is a message; the study table below still shows
         show_error(exc)
-        return
-    if selection is None:
         return
     share = f"{100 * selection['holdout']:g}%" if selection.get("holdout") else "a share"
     st.subheader(f"Learning rate and p per arm, chosen on a held-out {share} of the training set "
                  f"(seed {selection.get('seed')})")
-    table = selection_table(selection)
-    if not len(table):
-        st.info("The selection has not finished a candidate yet; the held-out scores show here as they complete.")
-        return
     if selection["complete"]:
         st.dataframe(table[table["chosen"]].drop(columns="chosen"), hide_index=True, width="stretch")
         st.caption("Each arm's seeds ran at its chosen values on the whole training set. The dev column is shown "
                    "for reference; the choice used the held-out score only.")
+    elif study["status"] in ("running", "queued"):
+        st.info(f"The selection is still running: {len(table)} candidates finished, nothing chosen yet.")
     else:
-        st.warning(f"The selection is still running: {len(table)} candidates finished, nothing chosen yet.")
-    st.plotly_chart(selection_lines(selection), width="stretch")
-    with st.expander(f"All {len(table)} candidates"):
-        st.dataframe(table, hide_index=True, width="stretch")
+        st.warning(f"The study is {study['status']} before its selection finished ({len(table)} candidates done); "
+                   f"resume it with `python -m analysis resume {study['run_id']}`.")
+    if lines is not None:
+        st.plotly_chart(lines, width="stretch")
+        with st.expander(f"All {len(table)} candidates"):
+            st.dataframe(table, hide_index=True, width="stretch")
 
 
 source = st.radio("Show", ["a study", "single runs"], horizontal=True, index=0 if studies else 1,

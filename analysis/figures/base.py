@@ -124,7 +124,9 @@ def _numbers(values: Any) -> list[float] | None:
         return []
     out = []
     for v in values:
-        if v is None or isinstance(v, (str, bool)):
+        if v is None:
+            continue  # a gap in a line, or a legend-only trace: no value, not a category
+        if isinstance(v, (str, bool)):
             return None  # a categorical axis
         out.append(float(v))
     return out

@@ -214,11 +214,11 @@ def selection_table(selection: Mapping[str, Any]) -> pd.DataFrame:
     """Every (lr, p) candidate of each arm and task with its best held-out score (and its dev score, for reference
     only: the choice never sees it), the chosen one marked; arms in the order vanilla, child-f, child-d."""
     chosen = {(c["task"], c["method"], c["lr"], c["p"]) for c in selection.get("chosen", [])}
-    rows = [{"task": short(c["task"]), "method": c["method"], "p": c["p"], "lr": c["lr"],
+    rows = [{"task": short(c["task"]), "method": c["method"], "p": c["p"], "lr": c["lr"], "metric": c.get("metric"),
              "held_out": c.get("holdout"), "dev": c.get("dev"),
              "chosen": (c["task"], c["method"], c["lr"], c["p"]) in chosen, "run_id": c.get("run_id")}
             for c in selection.get("candidates", [])]
-    columns = ["task", "method", "p", "lr", "held_out", "dev", "chosen", "run_id"]
+    columns = ["task", "method", "p", "lr", "metric", "held_out", "dev", "chosen", "run_id"]
     if not rows:
         return pd.DataFrame(columns=columns)
     df = pd.DataFrame(rows, columns=columns)
@@ -228,11 +228,14 @@ def selection_table(selection: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
-    """Held-out score against learning rate (log axis), one line per arm and p, one panel per task; the chosen
-    candidate of each arm ringed."""
+    """Held-out score against learning rate (log axis), one line per arm and p, one panel per task (titled with its
+    metric); the chosen candidate of each arm ringed."""
     table = selection_table(selection)
     tasks = list(dict.fromkeys(table["task"])) or [""]
-    fig = make_subplots(rows=1, cols=len(tasks), subplot_titles=tasks, shared_yaxes=False)
+    metrics = {task: ", ".join(sorted({str(m) for m in table.loc[table["task"] == task, "metric"].dropna()}))
+               for task in tasks}
+    fig = make_subplots(rows=1, cols=len(tasks), shared_yaxes=False,
+                        subplot_titles=[f"{task} ({metrics[task]})" if metrics[task] else task for task in tasks])
     shown: set[str] = set()
     for col, task in enumerate(tasks, 1):
         mine = table[table["task"] == task]
@@ -251,14 +254,14 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
                 fig.add_trace(go.Scatter(x=best["lr"], y=best["held_out"], mode="markers", name="chosen",
                                          legendgroup="chosen", showlegend="chosen" not in shown, legendrank=2000,
                                          marker=dict(symbol="circle-open", size=14, color="#000000",
-                                                     line=dict(width=2)), hoverinfo="skip"), row=1, col=col)
+                                                     line=dict(width=2)), hoverinfo="skip",
+                                         meta={"reference": True}), row=1, col=col)  # greyscale keeps the ring
                 shown.add("chosen")
         lrs = sorted(set(mine["lr"]))
         fig.update_xaxes(type="log", tickvals=lrs, ticktext=[lr_label(lr) for lr in lrs], row=1, col=col)
-    metric = next(iter({c.get("metric") for c in selection.get("candidates", [])} - {None}), "metric")
     seed = selection.get("seed")
     return layout(fig, "Held-out score per learning rate and p" + ("" if seed is None else f" (seed {seed})"),
-                  "learning rate", f"held-out {metric}")
+                  "learning rate", "held-out score")
 
 
 DASHES_BY_P = ("dot", "dash", "longdash")  # a Child-Tuning arm's p values, smallest first

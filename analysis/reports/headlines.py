@@ -82,13 +82,17 @@ def _child_tuning(store: RunStore, row: dict[str, Any]) -> Headline | None:
 
 
 def _selection_clause(store: RunStore, run_id: str) -> str:
-    """How a study set each arm's lr and p: chosen on a held-out share (with the choices), or fixed."""
+    """How a study set each arm's lr and p: chosen on a held-out share (with the choices), or one fixed lr; "" when
+    its stored selection cannot be read (the rest of the headline still shows)."""
     if "selection.json" not in store.artefacts(run_id):
-        return " The lr and p were fixed, not tuned per arm."
-    held = store.require(run_id).config.get("select_holdout")
-    chosen = store.load_artifact_json(run_id, "selection").get("chosen", [])
-    picks = "; ".join(f"{c['task']} {c['method']} lr {lr_label(c['lr'])}" + ("" if c.get("p") is None else f" p {c['p']:g}")
-                      for c in chosen)
+        return " One fixed learning rate for every arm, not tuned on held-out data."
+    try:
+        held = store.require(run_id).config.get("select_holdout")
+        chosen = store.load_artifact_json(run_id, "selection")["chosen"]
+        picks = "; ".join(f"{c['task']} {c['method']} lr {lr_label(c['lr'])}"
+                          + ("" if c.get("p") is None else f" p {c['p']:g}") for c in chosen)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return ""
     share = f"a held-out {100 * held:g}%" if held else "a held-out share"
     return f" Each arm's lr and p were chosen per task on {share} of the training set ({picks})."
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 def lr_label(lr: float) -> str:
     """A learning rate as people write it: 2e-5, 1e-4, 0.001."""
-    if 1e-3 <= lr < 10:
+    if 1e-3 <= lr < 10 or not 0 < lr < float("inf"):  # also 0, nan and inf, as Python writes them
         return f"{lr:g}"
     mantissa, exponent = f"{lr:e}".split("e")
     return f"{float(mantissa):g}e{int(exponent)}"

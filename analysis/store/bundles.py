@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -25,15 +26,17 @@ from analysis.store.index import RunStore, write_atomic, write_json
 MAX_ARTEFACT_BYTES = 2_000_000  # JSON artefacts larger than this (none today) stay out of results/
 ARRAY_ARTEFACTS = ("predictions",)  # small arrays worth keeping (dev outputs, for paired comparisons)
 MAX_FILE_BYTES = 1_000_000  # one results file stays under this; a larger export is split into runs-2.jsonl, ...
-BUNDLE_GLOB = "runs*.jsonl"  # runs.jsonl, then runs-2.jsonl, runs-3.jsonl, ... for a large export
+BUNDLE_NAME = re.compile(r"runs(?:-([2-9]|[1-9][0-9]+))?\.jsonl")  # runs.jsonl, then runs-2.jsonl, runs-3.jsonl, ...
 
 
 def bundle_files(folder: Path) -> list[Path]:
-    """Every exported runs file under folder, in the order they were written (runs.jsonl before runs-2.jsonl)."""
-    def order(path: Path) -> tuple[str, int]:
-        part = path.stem.partition("-")[2]
-        return str(path.parent), int(part) if part.isdigit() else 1
-    return sorted(Path(folder).rglob(BUNDLE_GLOB), key=order)
+    """Every exported runs file under folder (runs.jsonl and its parts runs-2.jsonl, ...; not runs-old.jsonl or
+    other copies), folder by folder in the order they were written."""
+    def part(path: Path) -> int:
+        match = BUNDLE_NAME.fullmatch(path.name)
+        return int(match.group(1)) if match and match.group(1) else 1
+    found = [p for p in Path(folder).rglob("runs*.jsonl") if BUNDLE_NAME.fullmatch(p.name) and p.is_file()]
+    return sorted(found, key=lambda p: (str(p.parent), part(p)))
 
 
 def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[str, Any]:
@@ -58,8 +61,8 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
     names = ["runs.jsonl"] + [f"runs-{n}.jsonl" for n in range(2, len(parts) + 1)]
     for name, part in zip(names, parts):
         write_atomic(folder / name, b"".join(part))
-    for stale in set(folder.glob(BUNDLE_GLOB)) - {folder / n for n in names}:
-        stale.unlink()
+    for stale in {p for p in folder.glob("runs-*.jsonl") if BUNDLE_NAME.fullmatch(p.name)} - {folder / n for n in names}:
+        stale.unlink()  # a part of an earlier, larger export of this folder
     return {"folder": str(folder), "runs": len(seen), "bytes": sum(len(line) for part in parts for line in part),
             "files": [str(folder / n) for n in names]}
 
@@ -171,11 +174,15 @@ def _encode_array(values: np.ndarray) -> dict[str, Any]:
 
 def _decode_array(value: dict[str, Any]) -> np.ndarray:
     """One exported array back: the compressed bytes `_encode_array` writes, or a list of numbers (older exports)."""
-    dtype = np.dtype(value["dtype"])
+    dtype, shape = np.dtype(str(value["dtype"])), [int(n) for n in value["shape"]]
     if "zlib_base64" in value:
-        raw = zlib.decompress(base64.b64decode(value["zlib_base64"], validate=True))
-        return np.frombuffer(raw, dtype=dtype).reshape(value["shape"]).astype(dtype.newbyteorder("="))
-    return np.asarray(value["data"], dtype=dtype).reshape(value["shape"])
+        expected = int(np.prod(shape)) * dtype.itemsize
+        inflate = zlib.decompressobj()
+        raw = inflate.decompress(base64.b64decode(value["zlib_base64"], validate=True), max(expected, 1))  # no more
+        if len(raw) != expected or inflate.unconsumed_tail or not inflate.eof:
+            raise ValueError(f"the bytes do not hold a {dtype} array of shape {shape}")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return np.asarray(value["data"], dtype=dtype).reshape(shape)
 
 
 def _arrays(arrays: Any, where: str) -> dict[str, np.ndarray]:
@@ -183,7 +190,7 @@ def _arrays(arrays: Any, where: str) -> dict[str, np.ndarray]:
     entry."""
     try:
         return {str(k): _decode_array(v) for k, v in arrays.items()}
-    except (AttributeError, KeyError, TypeError, ValueError, zlib.error) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError, zlib.error) as exc:
         raise StoreError(f"{where} cannot be read back ({type(exc).__name__}: {exc})",
                          fix="re-export the results") from None
 

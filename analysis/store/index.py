@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sqlite3
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,23 +47,20 @@ LIST_COLUMNS = ("run_id", "kind", "status", "method", "dataset", "model", "seed"
 ADDED_COLUMNS = {"host": "TEXT", "pid_start": "TEXT"}  # columns newer than some stores: added when missing
 
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: os.umask can only be read by setting it
-
-
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to a temp file in the same folder, fsync, then rename over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # created like open() creates files (0666 less the umask; mkstemp would make them 0600), and never over another
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file gets the mode a plain open() would give it
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

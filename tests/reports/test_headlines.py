@@ -80,6 +80,9 @@ def test_the_child_tuning_headline_says_how_each_arm_got_its_lr_and_p():
                              "1e-4; stsb child-f lr 1e-4 p 0.2).")
     assert tuned.runs == 10
     assert [lr_label(v) for v in (2e-5, 1e-4, 1e-3, 0.01, 3e-3)] == ["2e-5", "1e-4", "0.001", "0.01", "0.003"]
+    assert lr_label(float("nan")) == "nan"
     (fixed,) = headlines(ChildStore(cells))
-    assert fixed.finding.endswith("the rest not distinguishable from vanilla. The lr and p were fixed, not tuned "
-                                  "per arm.")
+    assert fixed.finding.endswith("the rest not distinguishable from vanilla. One fixed learning rate for every "
+                                  "arm, not tuned on held-out data.")
+    (unreadable,) = headlines(ChildStore(cells, ["not", "a", "selection"]))
+    assert unreadable.finding.endswith("the rest not distinguishable from vanilla.")  # the clause is dropped, no crash

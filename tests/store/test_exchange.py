@@ -1,6 +1,7 @@
 """Export to results/ and import into an empty store: the same records, metrics and predictions."""
 
 import json
+import os
 
 import numpy as np
 
@@ -63,12 +64,17 @@ def test_a_large_export_is_split_into_files_under_the_limit_and_imports_whole(ti
     (folder / "runs-9.jsonl").write_text("stale\n")
     one_line = max(len(json.dumps(bundles.export_entry(source, rid), sort_keys=True)) + 1 for rid in ids)
     monkeypatch.setattr(bundles, "MAX_FILE_BYTES", one_line + 10)  # about one run per file
-    out = export_runs(source, ids, folder)
+    (folder / "runs-old.jsonl").write_text("a user's copy\n")  # not a part: neither removed nor imported
+    umask = os.umask(0o022)
+    try:
+        out = export_runs(source, ids, folder)
+    finally:
+        os.umask(umask)
     names = sorted(p.name for p in folder.glob("runs*.jsonl"))
-    assert names == ["runs-2.jsonl", "runs-3.jsonl", "runs.jsonl"] and out["runs"] == 3
+    assert names == ["runs-2.jsonl", "runs-3.jsonl", "runs-old.jsonl", "runs.jsonl"] and out["runs"] == 3
     assert [p.name for p in bundles.bundle_files(folder)] == ["runs.jsonl", "runs-2.jsonl", "runs-3.jsonl"]
-    assert all(p.stat().st_size <= one_line + 10 for p in folder.glob("runs*.jsonl"))
-    assert all(p.stat().st_mode & 0o044 for p in folder.glob("runs*.jsonl"))  # readable by group and others
+    assert all(p.stat().st_size <= one_line + 10 for p in bundles.bundle_files(folder))
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in bundles.bundle_files(folder))  # as open() makes them
     target = RunStore(tmp_path / "fresh")
     assert import_runs(target, tmp_path / "results")["added"] == 3
     for rid in ids:
@@ -77,7 +83,7 @@ def test_a_large_export_is_split_into_files_under_the_limit_and_imports_whole(ti
                                                  for k in want)
     monkeypatch.setattr(bundles, "MAX_FILE_BYTES", 1_000_000)
     export_runs(source, ids, folder)  # fits in one file again: the parts of the larger export are gone
-    assert sorted(p.name for p in folder.glob("runs*.jsonl")) == ["runs.jsonl"]
+    assert sorted(p.name for p in folder.glob("runs*.jsonl")) == ["runs-old.jsonl", "runs.jsonl"]
 
 
 def test_an_older_export_with_arrays_as_number_lists_still_imports(tiny_models, sentiment_files, tmp_path):
@@ -97,3 +103,23 @@ def test_an_older_export_with_arrays_as_number_lists_still_imports(tiny_models, 
     assert import_runs(target, folder)["added"] == 1
     got = target.load_arrays(rid, "predictions")
     assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_damaged_compressed_arrays_are_a_store_error_naming_the_entry():
+    import base64
+    import zlib
+
+    import pytest
+
+    from analysis.core.errors import StoreError
+    from analysis.store.bundles import _arrays, _encode_array
+
+    good = _encode_array(np.arange(6, dtype=">f4").reshape(2, 3))  # big-endian in, little-endian stored
+    back = _arrays({"outputs": good}, "here")["outputs"]
+    assert back.dtype == np.dtype("float32") and back.tolist() == [[0, 1, 2], [3, 4, 5]]
+    bomb = base64.b64encode(zlib.compress(bytes(10_000_000))).decode()  # far more bytes than the shape holds
+    for damaged in ({**good, "zlib_base64": good["zlib_base64"][:-8]}, {**good, "zlib_base64": "not base64!"},
+                    {**good, "shape": [4, 3]}, {**good, "zlib_base64": bomb}, {**good, "dtype": None},
+                    {"dtype": "int8", "shape": [1], "data": [300]}):
+        with pytest.raises(StoreError, match="here cannot be read back"):
+            _arrays({"outputs": damaged}, "here")

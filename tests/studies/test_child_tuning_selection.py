@@ -58,6 +58,11 @@ def _the_selection_shows_in_the_figure_table_and_page(store, study_id, chosen):
     built = registry.build_figure(store, "child-selection", [study_id])
     assert built.arguments["complete"] and len(built.table) == 8
     assert sum(t.name == "chosen" for t in built.figure.data) == 3  # one ring per arm
+    from analysis.figures.style import to_greyscale
+
+    grey = to_greyscale(built.figure)
+    assert {t.marker.symbol for t in grey.data if t.name == "chosen"} == {"circle-open"}  # still rings in print
+    assert [a.text for a in built.figure.layout.annotations][0].endswith("(accuracy)")  # the panel names its metric
     at = AppTest.from_file(str(Path(__file__).parents[2] / "dashboard" / "child_tuning.py"), default_timeout=60).run()
     assert not at.exception
     assert any("chosen on a held-out 25%" in h.value for h in at.subheader)
@@ -67,3 +72,7 @@ def _the_selection_shows_in_the_figure_table_and_page(store, study_id, chosen):
     running = selection_inputs(store, study_id)
     assert not running["complete"] and running["chosen"] == [] and len(running["candidates"]) == 8
     assert not selection_table(running)["chosen"].any()
+    store.save_artifact_json(study_id, "selection", {"candidates": "damaged", "chosen": []})
+    at = AppTest.from_file(str(Path(__file__).parents[2] / "dashboard" / "child_tuning.py"), default_timeout=60).run()
+    assert not at.exception and at.error  # said on the page, not a traceback
+    assert "mean ± std" in at.dataframe[0].value.columns  # and the study's own table still shows
