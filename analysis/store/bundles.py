@@ -52,11 +52,7 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
             continue
         entry = export_entry(store, rid)
         seen[rid] = entry
-        pending.extend(entry["record"].get("summary", {}).get("run_ids", []))
-        pending.extend(r["run_id"] for r in entry["artefacts"].get("table.json", []) if isinstance(r, dict) and "run_id" in r)
-        teacher = entry["record"].get("teacher")
-        if teacher:
-            pending.append(teacher)
+        pending.extend(linked_runs(entry))
     parts = _split_lines([(json.dumps(e, sort_keys=True) + "\n").encode() for e in seen.values()])
     names = ["runs.jsonl"] + [f"runs-{n}.jsonl" for n in range(2, len(parts) + 1)]
     for name, part in zip(names, parts):
@@ -65,6 +61,16 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
         stale.unlink()  # a part of an earlier, larger export of this folder
     return {"folder": str(folder), "runs": len(seen), "bytes": sum(len(line) for part in parts for line in part),
             "files": [str(folder / n) for n in names]}
+
+
+def linked_runs(entry: dict[str, Any]) -> list[str]:
+    """The runs an exported entry needs beside it: a study's members (its summary's run ids, its table's rows) and
+    a distilled run's teacher."""
+    summary, table = entry["record"].get("summary"), entry["artefacts"].get("table.json")
+    ids = list(summary.get("run_ids", [])) if isinstance(summary, dict) else []
+    ids += [r["run_id"] for r in table if isinstance(r, dict) and "run_id" in r] if isinstance(table, list) else []
+    teacher = entry["record"].get("teacher")
+    return [str(i) for i in ids + ([teacher] if teacher else [])]
 
 
 def _split_lines(lines: list[bytes]) -> list[list[bytes]]:
@@ -99,11 +105,14 @@ def export_entry(store: RunStore, run_id: str) -> dict[str, Any]:
 
 
 def import_runs(store: RunStore, folder: Path) -> dict[str, Any]:
-    """Add every run of folder/**/runs*.jsonl that the store does not have yet."""
+    """Add every run of folder/**/runs*.jsonl that the store does not have yet. `missing` names, per imported
+    run, the linked runs (study members, teacher) that neither the folder nor the store has: a part of a split
+    export left behind, say."""
     files = bundle_files(folder)
     if not files:
         raise StoreError(f"no runs.jsonl under {folder}", fix="point at a results/ folder written by export")
     added = skipped = 0
+    links: dict[str, list[str]] = {}
     for file in files:
         try:
             lines = file.read_text(encoding="utf-8").splitlines()
@@ -120,8 +129,11 @@ def import_runs(store: RunStore, folder: Path) -> dict[str, Any]:
                 skipped += 1
                 continue
             import_entry(store, entry, f"{file} line {n}")
+            links[entry["run_id"]] = linked_runs(entry)
             added += 1
-    return {"added": added, "skipped": skipped, "files": [str(f) for f in files]}
+    missing = {rid: absent for rid, ids in links.items() if (absent := [i for i in ids if store.get(i) is None])}
+    return {"added": added, "skipped": skipped, "files": [str(f) for f in files], **({"missing": missing} if missing
+                                                                                      else {})}
 
 
 def import_entry(store: RunStore, entry: dict[str, Any], where: str = "entry") -> None:

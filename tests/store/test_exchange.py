@@ -81,6 +81,12 @@ def test_a_large_export_is_split_into_files_under_the_limit_and_imports_whole(ti
         got, want = target.load_arrays(rid, "predictions"), source.load_arrays(rid, "predictions")
         assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) and got[k].dtype == want[k].dtype
                                                  for k in want)
+    partial = RunStore(tmp_path / "partial")  # a study whose members sit in a part that was not copied
+    (tmp_path / "copied").mkdir()
+    (tmp_path / "copied" / "runs.jsonl").write_text(json.dumps({**bundles.export_entry(source, ids[0]),
+                                                                "run_id": "0123456789abcdef", "kind": "study-x",
+                                                                "artefacts": {"table.json": [{"run_id": ids[2]}]}}) + "\n")
+    assert import_runs(partial, tmp_path / "copied")["missing"] == {"0123456789abcdef": [ids[2]]}
     monkeypatch.setattr(bundles, "MAX_FILE_BYTES", 1_000_000)
     export_runs(source, ids, folder)  # fits in one file again: the parts of the larger export are gone
     assert sorted(p.name for p in folder.glob("runs*.jsonl")) == ["runs-old.jsonl", "runs.jsonl"]
