@@ -15,7 +15,7 @@ from analysis.figures.child_tuning import (
     short,
     weight_changes,
 )
-from analysis.studies.child_tuning_study import selection_inputs
+from analysis.service.studies import selection_inputs
 from dashboard.common import get_store, show_error, study_picker
 
 st.title("Child-Tuning vs vanilla fine-tuning")
