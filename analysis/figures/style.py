@@ -209,16 +209,19 @@ def _grey(node: Any, key: str = "") -> Any:
 
 def _distinguish(traces: list[dict[str, Any]]) -> None:
     """Give each legend entry its own dash, marker symbol or bar pattern, so greys stay apart (a reference line's
-    entry, marked in its meta, keeps the style of its line)."""
+    entry, marked in its meta, keeps the style of its line, and no series takes a reference line's dash)."""
+    references = [t for t in traces if isinstance(t.get("meta"), dict) and t["meta"].get("reference")]
+    taken = {(t.get("line") or {}).get("dash") for t in references}
+    dashes = [d for d in DASHES if d not in taken] or list(DASHES)
     i = 0
     for trace in traces:
         if trace.get("showlegend") is False or trace.get("fill") in ("toself", "tonexty", "tozeroy"):
             continue
-        if isinstance(trace.get("meta"), dict) and trace["meta"].get("reference"):
+        if any(trace is r for r in references):
             continue
         kind = trace.get("type", "scatter")
         if kind in ("scatter", "scattergl"):
-            trace.setdefault("line", {})["dash"] = DASHES[i % len(DASHES)]
+            trace.setdefault("line", {})["dash"] = dashes[i % len(dashes)]
             trace.setdefault("marker", {})["symbol"] = SYMBOLS[i % len(SYMBOLS)]
         elif kind == "bar":
             trace.setdefault("marker", {})["pattern"] = {"shape": PATTERNS[i % len(PATTERNS)], "fgcolor": "black",

@@ -257,6 +257,8 @@ def test_the_knowledge_window_is_shaded_between_the_floor_and_the_dense_line():
     grey = {t.name: t for t in to_greyscale(fig).data}
     assert grey["floor (0.700)"].line.dash == "dot"  # the greyscale copy keeps the lines' styles
     assert grey["dense (0.880)"].line.dash == "dash"
+    series = [t.line.dash for t in to_greyscale(fig).data if not isinstance(t.meta, dict) and t.showlegend is not False]
+    assert series and not {"dash", "dot"} & set(series)  # no method curve looks like a reference line in print
     from analysis.figures.style import parse_colour
 
     band = next(s for s in to_greyscale(fig).layout.shapes if s.type == "rect")
