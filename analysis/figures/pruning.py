@@ -61,6 +61,8 @@ def parameter_bars(report: dict[str, Any]) -> go.Figure:
 
 REFERENCE_LINE = "#444444"  # the dense and floor reference lines
 WINDOW_FILL = "rgba(240,228,66,0.25)"  # Okabe-Ito yellow, left to fills: the knowledge window's band
+# the reference shapes are drawn at full opacity (the template's shape default, 0.3, would fade the lines to a light
+# grey unlike their legend entries, and the band to nearly nothing): their colours carry their own alpha
 WINDOW_LABEL = "knowledge window"
 RANGE_PAD = 0.06  # of the y span, kept above the highest and below the lowest of the curves and reference lines
 
@@ -76,7 +78,7 @@ def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = Non
     df = pd.DataFrame(rows)
     fig = band_lines(go.Figure(), df, "encoder_sparsity")
     if dense is not None:
-        fig.add_hline(y=dense, line_dash="dash", line_color=REFERENCE_LINE, line_width=1.5)
+        fig.add_hline(y=dense, line_dash="dash", line_color=REFERENCE_LINE, line_width=1.5, opacity=1)
         _legend_entry(fig, f"dense ({dense:.3f})", dash="dash")
     if floor is not None:
         _draw_floor(fig, floor, dense, [float(v) for v in df["value"].dropna()] if len(df) else [])
@@ -87,10 +89,10 @@ def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = Non
 def _draw_floor(fig: go.Figure, floor: float, dense: float | None, values: list[float]) -> None:
     """The floor line, the knowledge window between floor and dense (no band when the floor is not below the dense
     metric), their legend entries, and a y range that holds the curves and both lines."""
-    fig.add_hline(y=floor, line_dash="dot", line_color=REFERENCE_LINE, line_width=1.5)
+    fig.add_hline(y=floor, line_dash="dot", line_color=REFERENCE_LINE, line_width=1.5, opacity=1)
     _legend_entry(fig, f"floor ({floor:.3f})", dash="dot")
     if dense is not None and dense > floor:
-        fig.add_hrect(y0=floor, y1=dense, fillcolor=WINDOW_FILL, line_width=0, layer="below")
+        fig.add_hrect(y0=floor, y1=dense, fillcolor=WINDOW_FILL, line_width=0, layer="below", opacity=1)
         _legend_entry(fig, WINDOW_LABEL, fill=WINDOW_FILL)
     lines = [floor] + ([dense] if dense is not None else [])
     low, high = min(values + lines), max(values + lines)
@@ -102,7 +104,8 @@ def _legend_entry(fig: go.Figure, name: str, dash: str | None = None, fill: str 
     """A legend entry, without data, for a reference line (its dash) or band (a square of its fill). Marked as a
     reference (meta), so the greyscale export keeps its style instead of giving it the next series' dash."""
     if fill is not None:
-        style: dict[str, Any] = {"mode": "markers", "marker": dict(symbol="square", size=12, color=fill)}
+        style: dict[str, Any] = {"mode": "markers", "marker": dict(symbol="square", size=12, color=fill,
+                                                                    line=dict(color=REFERENCE_LINE, width=0.5))}
     else:
         style = {"mode": "lines", "line": dict(color=REFERENCE_LINE, dash=dash, width=1.5)}
     fig.add_trace(go.Scatter(x=[None], y=[None], name=name, hoverinfo="skip", meta={"reference": True}, **style))

@@ -249,6 +249,7 @@ def test_the_knowledge_window_is_shaded_between_the_floor_and_the_dense_line():
     entries = {t.name: t for t in fig.data if isinstance(t.meta, dict) and t.meta.get("reference")}
     assert set(entries) == {"dense (0.880)", "floor (0.700)", "knowledge window"}
     assert not fig.layout.annotations  # named in the legend: no label on the plot, where curves run
+    assert all(s.opacity == 1 for s in fig.layout.shapes)  # drawn as their legend entries, not faded by the template
     assert entries["dense (0.880)"].line.dash == "dash" and entries["floor (0.700)"].line.dash == "dot"
     assert entries["knowledge window"].marker.color == WINDOW_FILL
     assert all(list(t.x) == [None] for t in entries.values())  # legend entries only: they draw nothing
