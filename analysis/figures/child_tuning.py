@@ -227,6 +227,9 @@ def selection_table(selection: Mapping[str, Any]) -> pd.DataFrame:
     return df.drop(columns="order").reset_index(drop=True)
 
 
+DASHES_BY_P = ("dot", "dash", "longdash")  # a Child-Tuning arm's p values, smallest first
+
+
 def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
     """Held-out score against learning rate (log axis), one line per arm and p, one panel per task (titled with its
     metric); the chosen candidate of each arm ringed."""
@@ -240,7 +243,7 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
     for col, task in enumerate(tasks, 1):
         mine = table[table["task"] == task]
         for (method, p), arm in mine.groupby(["method", "p"], dropna=False, sort=False):
-            label = method if p is None or (isinstance(p, float) and math.isnan(p)) else f"{method} p={p:g}"
+            label = method_label({"method": method, "p": p})
             dash = DASHES_BY_P[sorted(set(mine.loc[mine["method"] == method, "p"].dropna())).index(p)
                                % len(DASHES_BY_P)] if method != "vanilla" else "solid"
             fig.add_trace(go.Scatter(x=arm["lr"], y=arm["held_out"], mode="lines+markers", name=label,
@@ -264,16 +267,12 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
                   "learning rate", "held-out score")
 
 
-DASHES_BY_P = ("dot", "dash", "longdash")  # a Child-Tuning arm's p values, smallest first
-
-
 def transfer_table(transfer: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Domain transfer: mean ± std accuracy per (method, p, target) over seeds."""
     if not transfer:
         return pd.DataFrame(columns=["method", "target", "seeds", "mean", "std"])
     df = pd.DataFrame(transfer)
-    df["method"] = [m if p is None or (isinstance(p, float) and math.isnan(p)) else f"{m} p={p:g}"
-                    for m, p in zip(df["method"], df["p"])]
+    df["method"] = [method_label({"method": m, "p": p}) for m, p in zip(df["method"], df["p"])]
     out = df.groupby(["method", "target"])["value"].agg(seeds="count", mean="mean", std="std").reset_index()
     return out
 
@@ -288,9 +287,9 @@ def run_artefacts(store: Any, rows: Sequence[Mapping[str, Any]], name: str) -> d
 
 
 def method_label(row: Mapping[str, Any]) -> str:
-    """'vanilla', 'child-d p=0.3', ..."""
+    """'vanilla', 'child-d p=0.3', ... (a missing p is None, or NaN in a DataFrame)"""
     p = row.get("p")
-    return row["method"] if p is None else f"{row['method']} p={p:g}"
+    return row["method"] if p is None or (isinstance(p, float) and math.isnan(p)) else f"{row['method']} p={p:g}"
 
 
 def child_networks(store: Any, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

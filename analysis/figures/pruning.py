@@ -61,8 +61,6 @@ def parameter_bars(report: dict[str, Any]) -> go.Figure:
 
 REFERENCE_LINE = "#444444"  # the dense and floor reference lines
 WINDOW_FILL = "rgba(240,228,66,0.25)"  # Okabe-Ito yellow, left to fills: the knowledge window's band
-# the reference shapes are drawn at full opacity (the template's shape default, 0.3, would fade the lines to a light
-# grey unlike their legend entries, and the band to nearly nothing): their colours carry their own alpha
 WINDOW_LABEL = "knowledge window"
 RANGE_PAD = 0.06  # of the y span, kept above the highest and below the lowest of the curves and reference lines
 
@@ -77,6 +75,8 @@ def metric_vs_sparsity(rows: Sequence[dict[str, Any]], dense: float | None = Non
     the figure's table and provenance say which runs they are."""
     df = pd.DataFrame(rows)
     fig = band_lines(go.Figure(), df, "encoder_sparsity")
+    # the reference shapes at full opacity: the template's shape default (0.3) would fade the lines to a light grey
+    # unlike their legend entries and the band to nearly nothing; their colours carry their own alpha
     if dense is not None:
         fig.add_hline(y=dense, line_dash="dash", line_color=REFERENCE_LINE, line_width=1.5, opacity=1)
         _legend_entry(fig, f"dense ({dense:.3f})", dash="dash")

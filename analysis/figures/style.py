@@ -210,14 +210,15 @@ def _grey(node: Any, key: str = "") -> Any:
 def _distinguish(traces: list[dict[str, Any]]) -> None:
     """Give each legend entry its own dash, marker symbol or bar pattern, so greys stay apart (a reference line's
     entry, marked in its meta, keeps the style of its line, and no series takes a reference line's dash)."""
-    references = [t for t in traces if isinstance(t.get("meta"), dict) and t["meta"].get("reference")]
-    taken = {(t.get("line") or {}).get("dash") for t in references}
+    def is_reference(trace: dict[str, Any]) -> bool:
+        return isinstance(trace.get("meta"), dict) and bool(trace["meta"].get("reference"))
+
+    taken = {(t.get("line") or {}).get("dash") for t in traces if is_reference(t)}
     dashes = [d for d in DASHES if d not in taken] or list(DASHES)
     i = 0
     for trace in traces:
-        if trace.get("showlegend") is False or trace.get("fill") in ("toself", "tonexty", "tozeroy"):
-            continue
-        if any(trace is r for r in references):
+        if trace.get("showlegend") is False or trace.get("fill") in ("toself", "tonexty", "tozeroy") \
+                or is_reference(trace):
             continue
         kind = trace.get("type", "scatter")
         if kind in ("scatter", "scattergl"):

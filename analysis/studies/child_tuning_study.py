@@ -224,6 +224,5 @@ def selection_inputs(store: Any, run_id: str) -> dict[str, Any] | None:
     about = {"holdout": config.get("select_holdout"), "seed": config.get("select_seed")}
     if "selection.json" in store.artefacts(run_id):
         return {**store.load_artifact_json(run_id, "selection"), **about, "complete": True}
-    candidates = [{k: v for k, v in e.items() if k not in ("event", "time")} for e in store.read_metrics(run_id)
-                  if e.get("event") == "selection_done"]
-    return {"candidates": candidates, "chosen": [], **about, "complete": False}
+    return {"candidates": progress.finished_rows(store, run_id, "selection_done"), "chosen": [], **about,
+            "complete": False}

@@ -8,10 +8,11 @@ from typing import Any, Callable
 PartialSummary = Callable[[Any, list[dict[str, Any]]], dict[str, Any]]  # (record, finished rows) -> summary
 
 
-def finished_rows(store: Any, run_id: str) -> list[dict[str, Any]]:
-    """The per-run rows a study has logged so far, one per finished member run."""
+def finished_rows(store: Any, run_id: str, event: str = "run_done") -> list[dict[str, Any]]:
+    """The per-run rows a study has logged so far as `event`, one per finished member run (of its seeds, or of a
+    selection: "selection_done")."""
     return [{k: v for k, v in e.items() if k not in ("event", "time")} for e in store.read_metrics(run_id)
-            if e.get("event") == "run_done"]
+            if e.get("event") == event]
 
 
 def study_inputs(store: Any, run_id: str, partial: PartialSummary) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
