@@ -7,6 +7,7 @@ keeps its full config, seed, versions and metrics, so `reproduce` can run it aga
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -27,23 +28,73 @@ MAX_ARTEFACT_BYTES = 2_000_000  # JSON artefacts larger than this (none today) s
 ARRAY_ARTEFACTS = ("predictions",)  # small arrays worth keeping (dev outputs, for paired comparisons)
 MAX_FILE_BYTES = 1_000_000  # one results file stays under this; a larger export is split into runs-2.jsonl, ...
 BUNDLE_NAME = re.compile(r"runs(?:-([2-9]|[1-9][0-9]+))?\.jsonl")  # runs.jsonl, then runs-2.jsonl, runs-3.jsonl, ...
+MANIFEST = "manifest.json"  # written last by an export: the parts it wrote, each with its sha256
+MANIFEST_FORMAT = "prunescope-runs/1"
 
 
 def bundle_files(folder: Path) -> list[Path]:
-    """Every exported runs file under folder (runs.jsonl and its parts runs-2.jsonl, ...; not runs-old.jsonl or
-    other copies), folder by folder in the order they were written."""
-    def part(path: Path) -> int:
-        match = BUNDLE_NAME.fullmatch(path.name)
-        return int(match.group(1)) if match and match.group(1) else 1
-    found = [p for p in Path(folder).rglob("runs*.jsonl") if BUNDLE_NAME.fullmatch(p.name) and p.is_file()]
-    return sorted(found, key=lambda p: (str(p.parent), part(p)))
+    """Every exported runs file under folder, folder by folder, each folder's parts in the order they were written.
+
+    A folder with a manifest.json yields exactly the parts it lists, each checked against its sha256: a part that
+    is missing, or that an interrupted export (or an edit) changed, is a StoreError naming it, and a part it does not
+    list (left by an earlier, larger export) is not read. A folder exported before manifests existed yields
+    runs.jsonl and its parts runs-2.jsonl, ... (not runs-old.jsonl or other copies)."""
+    root = Path(folder)
+    found = [p for p in root.rglob("runs*.jsonl") if BUNDLE_NAME.fullmatch(p.name)] + list(root.rglob(MANIFEST))
+    return [part for where in sorted({p.parent for p in found if p.is_file()}, key=str) for part in _parts(where)]
+
+
+def _parts(folder: Path) -> list[Path]:
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        def number(path: Path) -> int:
+            match = BUNDLE_NAME.fullmatch(path.name)
+            return int(match.group(1)) if match and match.group(1) else 1
+        return sorted((p for p in folder.glob("runs*.jsonl") if BUNDLE_NAME.fullmatch(p.name) and p.is_file()),
+                      key=number)
+    parts = []
+    for item in _read_manifest(manifest):
+        path = folder / item["file"]
+        if not path.is_file():
+            raise StoreError(f"{manifest} lists {item['file']}, which is not in {folder}",
+                             fix="copy the whole folder, or restore it from version control")
+        if _digest(path.read_bytes()) != item["sha256"]:
+            raise StoreError(f"{path} does not match its sha256 in {manifest}: an export was interrupted, or the "
+                             "file was edited", fix=f"re-export the runs (`python -m analysis export RUN_ID --to "
+                             f"{folder}`) or restore the folder from version control")
+        parts.append(path)
+    return parts
+
+
+def _read_manifest(manifest: Path) -> list[dict[str, str]]:
+    """The parts a manifest lists, each {file, sha256}, checked for shape (file names are runs files, never paths)."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        parts = data["parts"]
+        if data.get("format") != MANIFEST_FORMAT or not isinstance(parts, list) or not parts:
+            raise ValueError
+        for item in parts:
+            if not (isinstance(item, dict) and isinstance(item.get("file"), str) and BUNDLE_NAME.fullmatch(item["file"])
+                    and isinstance(item.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", item["sha256"])):
+                raise ValueError
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise StoreError(f"{manifest} is not a runs manifest ({{format: {MANIFEST_FORMAT}, parts: [{{file, sha256}}, "
+                         "...]}})", fix="re-export the runs, or restore the folder from version control") from None
+    return parts
+
+
+def _digest(data: bytes) -> str:
+    """sha256 of a runs file, blind to CRLF line ends (a checkout with core.autocrlf; JSON lines hold no raw CR)."""
+    return hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
 
 
 def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[str, Any]:
     """Write one JSON line per run (and its sub-runs, for studies) to folder/runs.jsonl.
 
     An export over MAX_FILE_BYTES goes on in runs-2.jsonl, runs-3.jsonl, ...; the runs files an earlier export left
-    in the folder are replaced, so the folder holds exactly this export."""
+    in the folder are replaced, so the folder holds exactly this export. The parts are written first and manifest.json
+    (each part's sha256) last, each atomically: an export that dies part-way leaves a folder whose parts do not match
+    its manifest, which an import reports, rather than a mix of old and new runs read as if whole."""
     seen: dict[str, dict[str, Any]] = {}
     pending = list(run_ids)
     while pending:
@@ -57,10 +108,13 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
     names = ["runs.jsonl"] + [f"runs-{n}.jsonl" for n in range(2, len(parts) + 1)]
     for name, part in zip(names, parts):
         write_atomic(folder / name, b"".join(part))
+    manifest = {"format": MANIFEST_FORMAT, "runs": len(seen),
+                "parts": [{"file": n, "runs": len(p), "sha256": _digest(b"".join(p))} for n, p in zip(names, parts)]}
+    write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     for stale in {p for p in folder.glob("runs-*.jsonl") if BUNDLE_NAME.fullmatch(p.name)} - {folder / n for n in names}:
         stale.unlink()  # a part of an earlier, larger export of this folder
     return {"folder": str(folder), "runs": len(seen), "bytes": sum(len(line) for part in parts for line in part),
-            "files": [str(folder / n) for n in names]}
+            "files": [str(folder / n) for n in names], "manifest": str(folder / MANIFEST)}
 
 
 def linked_runs(entry: dict[str, Any]) -> list[str]:

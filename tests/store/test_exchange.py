@@ -129,3 +129,52 @@ def test_damaged_compressed_arrays_are_a_store_error_naming_the_entry():
                     {"dtype": "int8", "shape": [1], "data": [300]}):
         with pytest.raises(StoreError, match="here cannot be read back"):
             _arrays({"outputs": damaged}, "here")
+
+
+def test_the_manifest_catches_an_interrupted_export_and_ignores_parts_it_does_not_list(tiny_models, sentiment_files,
+                                                                                      tmp_path, monkeypatch):
+    import pytest
+
+    from analysis.core.errors import StoreError
+    from analysis.store import bundles
+
+    train, evaluation = sentiment_files
+    ids = [jobs.execute("finetune", FinetuneConfig.from_flat({}, {"model": str(tiny_models["bert"]),
+                                                                 "dataset": str(train), "eval_file": str(evaluation),
+                                                                 "epochs": 1, "seed": seed})).record.run_id
+           for seed in (0, 1)]
+    source, folder = RunStore(), tmp_path / "results" / "split"
+    monkeypatch.setattr(bundles, "MAX_FILE_BYTES", 10)  # one run per file
+    export_runs(source, ids, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [(p["file"], p["runs"]) for p in manifest["parts"]] == [("runs.jsonl", 1), ("runs-2.jsonl", 1)]
+    (folder / "runs-3.jsonl").write_text((folder / "runs-2.jsonl").read_text())  # a part the manifest does not list
+    assert [p.name for p in bundles.bundle_files(folder)] == ["runs.jsonl", "runs-2.jsonl"]
+    crlf = tmp_path / "crlf" / "split"  # a checkout that turned line ends into CRLF still verifies
+    crlf.mkdir(parents=True)
+    for path in folder.iterdir():
+        (crlf / path.name).write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    assert import_runs(RunStore(tmp_path / "fresh"), tmp_path / "crlf")["added"] == 2
+
+    real_write, calls = bundles.write_atomic, []
+
+    def dies_on_the_second_part(path, data):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the export is killed after rewriting runs.jsonl
+        real_write(path, data)
+
+    monkeypatch.setattr(bundles, "write_atomic", dies_on_the_second_part)
+    with pytest.raises(KeyboardInterrupt):
+        export_runs(source, list(reversed(ids)), folder)  # the same runs, the other way round
+    with pytest.raises(StoreError, match="runs.jsonl does not match its sha256"):
+        import_runs(RunStore(tmp_path / "other"), tmp_path / "results")
+    monkeypatch.setattr(bundles, "write_atomic", real_write)
+    export_runs(source, ids, folder)  # whole again
+    assert import_runs(RunStore(tmp_path / "other"), tmp_path / "results")["added"] == 2
+    (folder / "runs-2.jsonl").unlink()
+    with pytest.raises(StoreError, match="lists runs-2.jsonl, which is not in"):
+        bundles.bundle_files(folder)
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "parts": [{"file": "../x.jsonl", "sha256": "0" * 64}]}))
+    with pytest.raises(StoreError, match="is not a runs manifest"):
+        bundles.bundle_files(folder)
