@@ -28,59 +28,83 @@ MAX_ARTEFACT_BYTES = 2_000_000  # JSON artefacts larger than this (none today) s
 ARRAY_ARTEFACTS = ("predictions",)  # small arrays worth keeping (dev outputs, for paired comparisons)
 MAX_FILE_BYTES = 1_000_000  # one results file stays under this; a larger export is split into runs-2.jsonl, ...
 BUNDLE_NAME = re.compile(r"runs(?:-([2-9]|[1-9][0-9]+))?\.jsonl")  # runs.jsonl, then runs-2.jsonl, runs-3.jsonl, ...
-MANIFEST = "manifest.json"  # written last by an export: the parts it wrote, each with its sha256
+MANIFEST = "manifest.json"  # written first by an export: the parts it is about to write, each with its sha256
 MANIFEST_FORMAT = "prunescope-runs/1"
 
 
 def bundle_files(folder: Path) -> list[Path]:
     """Every exported runs file under folder, folder by folder, each folder's parts in the order they were written.
 
-    A folder with a manifest.json yields exactly the parts it lists, each checked against its sha256: a part that
-    is missing, or that an interrupted export (or an edit) changed, is a StoreError naming it, and a part it does not
-    list (left by an earlier, larger export) is not read. A folder exported before manifests existed yields
-    runs.jsonl and its parts runs-2.jsonl, ... (not runs-old.jsonl or other copies)."""
+    A folder with our manifest.json yields exactly the parts it lists, each checked against its run count and
+    sha256: a listed part that is missing, or that an interrupted export (or an edit) changed, is a StoreError naming
+    it, and a part it does not list (left by an earlier, larger export) is not read. A folder exported before
+    manifests existed (or beside another tool's manifest.json) yields runs.jsonl and its parts runs-2.jsonl, ... (not
+    runs-old.jsonl or other copies)."""
     root = Path(folder)
     found = [p for p in root.rglob("runs*.jsonl") if BUNDLE_NAME.fullmatch(p.name)] + list(root.rglob(MANIFEST))
     return [part for where in sorted({p.parent for p in found if p.is_file()}, key=str) for part in _parts(where)]
 
 
 def _parts(folder: Path) -> list[Path]:
-    manifest = folder / MANIFEST
-    if not manifest.is_file():
+    manifest = _read_manifest(folder)
+    if manifest is None:
         def number(path: Path) -> int:
             match = BUNDLE_NAME.fullmatch(path.name)
             return int(match.group(1)) if match and match.group(1) else 1
         return sorted((p for p in folder.glob("runs*.jsonl") if BUNDLE_NAME.fullmatch(p.name) and p.is_file()),
                       key=number)
+    where, again = folder / MANIFEST, _export_command(manifest, folder)
     parts = []
-    for item in _read_manifest(manifest):
+    for item in manifest["parts"]:
         path = folder / item["file"]
         if not path.is_file():
-            raise StoreError(f"{manifest} lists {item['file']}, which is not in {folder}",
-                             fix="copy the whole folder, or restore it from version control")
-        if _digest(path.read_bytes()) != item["sha256"]:
-            raise StoreError(f"{path} does not match its sha256 in {manifest}: an export was interrupted, or the "
-                             "file was edited", fix=f"re-export the runs (`python -m analysis export RUN_ID --to "
-                             f"{folder}`) or restore the folder from version control")
+            raise StoreError(f"{where} lists {item['file']}, which is not in {folder}: an export was interrupted, or "
+                             "the folder was copied in part", fix=f"restore the folder (`git checkout -- {folder}`) "
+                                                                    f"or copy all of it, or {again}")
+        data = path.read_bytes()
+        if _digest(data) != item["sha256"] or data.count(b"\n") != item["runs"]:
+            raise StoreError(f"{path} does not match {where} (sha256 or run count): an export was interrupted, or "
+                             f"the file was edited", fix=f"restore the folder (`git checkout -- {folder}`) or {again}")
         parts.append(path)
     return parts
 
 
-def _read_manifest(manifest: Path) -> list[dict[str, str]]:
-    """The parts a manifest lists, each {file, sha256}, checked for shape (file names are runs files, never paths)."""
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    """folder's manifest, checked for shape (file names are runs files, never paths; no file twice), or None when the
+    folder has none or has another tool's manifest.json (a figure zip's, say). Ours and damaged is a StoreError."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        parts = data["parts"]
-        if data.get("format") != MANIFEST_FORMAT or not isinstance(parts, list) or not parts:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        data = None
+    if not isinstance(data, dict):  # damaged if runs sit beside it, else not ours
+        if not any(BUNDLE_NAME.fullmatch(p.name) for p in folder.glob("runs*.jsonl")):
+            return None
+        data = {"format": MANIFEST_FORMAT}
+    elif not str(data.get("format", "")).startswith("prunescope-runs/"):
+        return None  # another tool's manifest
+    try:
+        if data["format"] != MANIFEST_FORMAT:
+            raise StoreError(f"{path} is in format {data['format']!r}; this PruneScope reads {MANIFEST_FORMAT!r}",
+                             fix="update PruneScope, or re-export the runs with this version")
+        files = [item["file"] for item in data["parts"]]
+        if not files or len(set(files)) != len(files) or not all(
+                isinstance(i["file"], str) and BUNDLE_NAME.fullmatch(i["file"]) and isinstance(i["runs"], int)
+                and isinstance(i["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", i["sha256"]) for i in data["parts"]):
             raise ValueError
-        for item in parts:
-            if not (isinstance(item, dict) and isinstance(item.get("file"), str) and BUNDLE_NAME.fullmatch(item["file"])
-                    and isinstance(item.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", item["sha256"])):
-                raise ValueError
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise StoreError(f"{manifest} is not a runs manifest ({{format: {MANIFEST_FORMAT}, parts: [{{file, sha256}}, "
-                         "...]}})", fix="re-export the runs, or restore the folder from version control") from None
-    return parts
+    except (KeyError, TypeError, ValueError):
+        raise StoreError(f"{path} is damaged: it is not a runs manifest ({{format: {MANIFEST_FORMAT}, exported: [run "
+                         "ids], parts: [{file, runs, sha256}, ...]})",
+                         fix=f"restore the folder (`git checkout -- {folder}`) or re-export the runs") from None
+    return data
+
+
+def _export_command(manifest: dict[str, Any], folder: Path) -> str:
+    ids = [str(i) for i in manifest.get("exported") or []] if isinstance(manifest.get("exported"), list) else []
+    return (f"re-export it from a store that has its runs (`python -m analysis export {' '.join(ids) or 'RUN_ID ...'} "
+            f"--to {folder}`)")
 
 
 def _digest(data: bytes) -> str:
@@ -92,11 +116,13 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
     """Write one JSON line per run (and its sub-runs, for studies) to folder/runs.jsonl.
 
     An export over MAX_FILE_BYTES goes on in runs-2.jsonl, runs-3.jsonl, ...; the runs files an earlier export left
-    in the folder are replaced, so the folder holds exactly this export. The parts are written first and manifest.json
-    (each part's sha256) last, each atomically: an export that dies part-way leaves a folder whose parts do not match
-    its manifest, which an import reports, rather than a mix of old and new runs read as if whole."""
+    in the folder are replaced, so the folder holds exactly this export. manifest.json (the exported run ids, and each
+    part's run count and sha256) is written first, then the parts, each atomically: an export that dies part-way
+    leaves parts that are missing or do not match the manifest, which an import reports, never a mix of old and new
+    runs read as if whole."""
+    roots = list(dict.fromkeys(run_ids))
     seen: dict[str, dict[str, Any]] = {}
-    pending = list(run_ids)
+    pending = list(roots)
     while pending:
         rid = pending.pop(0)
         if rid in seen:
@@ -106,11 +132,11 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
         pending.extend(linked_runs(entry))
     parts = _split_lines([(json.dumps(e, sort_keys=True) + "\n").encode() for e in seen.values()])
     names = ["runs.jsonl"] + [f"runs-{n}.jsonl" for n in range(2, len(parts) + 1)]
-    for name, part in zip(names, parts):
-        write_atomic(folder / name, b"".join(part))
-    manifest = {"format": MANIFEST_FORMAT, "runs": len(seen),
+    manifest = {"format": MANIFEST_FORMAT, "exported": roots, "runs": len(seen),
                 "parts": [{"file": n, "runs": len(p), "sha256": _digest(b"".join(p))} for n, p in zip(names, parts)]}
     write_atomic(folder / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    for name, part in zip(names, parts):
+        write_atomic(folder / name, b"".join(part))
     for stale in {p for p in folder.glob("runs-*.jsonl") if BUNDLE_NAME.fullmatch(p.name)} - {folder / n for n in names}:
         stale.unlink()  # a part of an earlier, larger export of this folder
     return {"folder": str(folder), "runs": len(seen), "bytes": sum(len(line) for part in parts for line in part),
@@ -159,9 +185,9 @@ def export_entry(store: RunStore, run_id: str) -> dict[str, Any]:
 
 
 def import_runs(store: RunStore, folder: Path) -> dict[str, Any]:
-    """Add every run of folder/**/runs*.jsonl that the store does not have yet. `missing` names, per imported
-    run, the linked runs (study members, teacher) that neither the folder nor the store has: a part of a split
-    export left behind, say."""
+    """Add every run of the exports under folder (bundle_files) that the store does not have yet. `missing` names,
+    per imported run, the linked runs (study members, teacher) that neither the folder nor the store has: a run
+    exported apart from the study that needs it, say."""
     files = bundle_files(folder)
     if not files:
         raise StoreError(f"no runs.jsonl under {folder}", fix="point at a results/ folder written by export")

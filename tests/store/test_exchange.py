@@ -147,9 +147,12 @@ def test_the_manifest_catches_an_interrupted_export_and_ignores_parts_it_does_no
     monkeypatch.setattr(bundles, "MAX_FILE_BYTES", 10)  # one run per file
     export_runs(source, ids, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["exported"] == ids and manifest["runs"] == 2
     assert [(p["file"], p["runs"]) for p in manifest["parts"]] == [("runs.jsonl", 1), ("runs-2.jsonl", 1)]
     (folder / "runs-3.jsonl").write_text((folder / "runs-2.jsonl").read_text())  # a part the manifest does not list
-    assert [p.name for p in bundles.bundle_files(folder)] == ["runs.jsonl", "runs-2.jsonl"]
+    (tmp_path / "results" / "figure").mkdir()  # another tool's manifest (a figure zip's) beside the exports
+    (tmp_path / "results" / "figure" / "manifest.json").write_text(json.dumps({"figure": "metric-vs-sparsity"}))
+    assert [p.name for p in bundles.bundle_files(tmp_path / "results")] == ["runs.jsonl", "runs-2.jsonl"]
     crlf = tmp_path / "crlf" / "split"  # a checkout that turned line ends into CRLF still verifies
     crlf.mkdir(parents=True)
     for path in folder.iterdir():
@@ -158,23 +161,43 @@ def test_the_manifest_catches_an_interrupted_export_and_ignores_parts_it_does_no
 
     real_write, calls = bundles.write_atomic, []
 
-    def dies_on_the_second_part(path, data):
-        calls.append(path.name)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the export is killed after rewriting runs.jsonl
-        real_write(path, data)
+    def killed_at_write(n):
+        def write(path, data):
+            calls.append(path.name)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            real_write(path, data)
+        calls.clear()
+        monkeypatch.setattr(bundles, "write_atomic", write)
 
-    monkeypatch.setattr(bundles, "write_atomic", dies_on_the_second_part)
+    killed_at_write(2)  # the new manifest is written, runs.jsonl is not
     with pytest.raises(KeyboardInterrupt):
         export_runs(source, list(reversed(ids)), folder)  # the same runs, the other way round
-    with pytest.raises(StoreError, match="runs.jsonl does not match its sha256"):
+    assert calls == ["manifest.json", "runs.jsonl"]
+    with pytest.raises(StoreError, match="runs.jsonl does not match") as caught:
         import_runs(RunStore(tmp_path / "other"), tmp_path / "results")
+    assert f"export {ids[1]} {ids[0]} --to" in caught.value.fix  # the exact command that mends it
+    killed_at_write(2)  # a first export into an empty folder, killed the same way
+    with pytest.raises(KeyboardInterrupt):
+        export_runs(source, ids, tmp_path / "first")
+    with pytest.raises(StoreError, match="lists runs.jsonl, which is not in"):
+        bundles.bundle_files(tmp_path / "first")
     monkeypatch.setattr(bundles, "write_atomic", real_write)
     export_runs(source, ids, folder)  # whole again
     assert import_runs(RunStore(tmp_path / "other"), tmp_path / "results")["added"] == 2
-    (folder / "runs-2.jsonl").unlink()
-    with pytest.raises(StoreError, match="lists runs-2.jsonl, which is not in"):
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "parts": [{**manifest["parts"][0],
+                                                                             "file": "../x.jsonl"}]}))
+    with pytest.raises(StoreError, match="is damaged"):
         bundles.bundle_files(folder)
-    (folder / "manifest.json").write_text(json.dumps({**manifest, "parts": [{"file": "../x.jsonl", "sha256": "0" * 64}]}))
-    with pytest.raises(StoreError, match="is not a runs manifest"):
+    (folder / "manifest.json").write_text("{truncated")
+    with pytest.raises(StoreError, match="is damaged"):
         bundles.bundle_files(folder)
+
+
+def test_an_export_without_a_manifest_reads_its_parts_in_number_order(tmp_path):
+    from analysis.store import bundles
+
+    for name in ("runs.jsonl", "runs-10.jsonl", "runs-9.jsonl", "runs-2.jsonl", "runs-old.jsonl", "runs-1.jsonl"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in bundles.bundle_files(tmp_path)] == ["runs.jsonl", "runs-2.jsonl", "runs-9.jsonl",
+                                                                "runs-10.jsonl"]
