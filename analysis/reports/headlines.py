@@ -20,6 +20,7 @@ class Headline:
     finding: str
     page: str  # the dashboard page (file stem) that shows the study
     figure: str  # a registered figure of it
+    tuned: bool = False  # its settings were chosen on held-out data: stronger evidence than size alone
 
 
 def _pruning(store: RunStore, row: dict[str, Any]) -> Headline | None:
@@ -77,8 +78,9 @@ def _child_tuning(store: RunStore, row: dict[str, Any]) -> Headline | None:
     finding = (f"Child-Tuning vs vanilla on {len(tasks)} task(s) ({', '.join(tasks)}): {len(better)} of {len(cells)} "
                f"method-task cells better with a 95% interval above zero, {len(worse)} worse, the rest not "
                f"distinguishable from vanilla.{_selection_clause(store, row['run_id'])}")
+    tuned = "selection.json" in store.artefacts(row["run_id"])
     return Headline(row["run_id"], row["kind"], sum(c.get("n", 0) for c in cells), row["label"] or "Child-Tuning study",
-                    finding, "child_tuning", "child-differences")
+                    finding, "child_tuning", "child-differences", tuned=tuned)
 
 
 def _selection_clause(store: RunStore, run_id: str) -> str:
@@ -103,7 +105,8 @@ HEADLINES: dict[str, Callable[[RunStore, dict[str, Any]], Headline | None]] = {
 
 
 def headlines(store: RunStore) -> list[Headline]:
-    """One headline per finished study in the store; within a kind the largest study first, then the newest."""
+    """One headline per finished study in the store; within a kind the studies tuned on held-out data first, then the
+    largest, then the newest (Home draws the first of each kind)."""
     out = []
     for row in store.list(status="done"):
         summarise = HEADLINES.get(row["kind"])
@@ -116,4 +119,4 @@ def headlines(store: RunStore) -> list[Headline]:
         if found is not None:
             out.append(found)
     kinds = list(HEADLINES)
-    return sorted(out, key=lambda h: (kinds.index(h.kind), -h.runs))  # stable: newest first among equals
+    return sorted(out, key=lambda h: (kinds.index(h.kind), not h.tuned, -h.runs))  # stable: newest first among equals

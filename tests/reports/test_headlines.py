@@ -86,3 +86,26 @@ def test_the_child_tuning_headline_says_how_each_arm_got_its_lr_and_p():
                                   "arm, not tuned on held-out data.")
     (unreadable,) = headlines(ChildStore(cells, ["not", "a", "selection"]))
     assert unreadable.finding.endswith("the rest not distinguishable from vanilla.")  # the clause is dropped, no crash
+
+
+def test_a_study_tuned_on_held_out_data_leads_its_kind_before_a_larger_fixed_lr_one():
+    cells = [{"task": "stsb", "method": "vanilla", "p": None, "n": 5},
+             {"task": "stsb", "method": "child-f", "p": 0.2, "n": 5, "diff_mean": 0.01, "diff_ci_low": 0.002,
+              "diff_ci_high": 0.02}]
+    larger = [{**c, "n": 50} for c in cells]
+
+    class TwoStudies(ChildStore):
+        def list(self, status=None):
+            return [{"run_id": "fixed", "kind": "study-child-tuning", "label": "fixed lr"},
+                    {"run_id": "tuned", "kind": "study-child-tuning", "label": "tuned"}]
+
+        def artefacts(self, run_id):
+            return ["summary.json", "table.json"] + (["selection.json"] if run_id == "tuned" else [])
+
+        def load_artifact_json(self, run_id, name):
+            chosen = [{"task": "stsb", "method": "vanilla", "lr": 1e-4, "p": None}]
+            return {"summary": {"cells": cells if run_id == "tuned" else larger},
+                    "selection": {"candidates": [], "chosen": chosen}}[name]
+
+    found = headlines(TwoStudies(cells))
+    assert [(h.run_id, h.tuned, h.runs) for h in found] == [("tuned", True, 5), ("fixed", False, 50)]
