@@ -228,11 +228,14 @@ def selection_table(selection: Mapping[str, Any]) -> pd.DataFrame:
 
 
 DASHES_BY_P = ("dot", "dash", "longdash")  # a Child-Tuning arm's p values, smallest first
+SELECTION_FOCUS = 0.15  # a selection panel spans its best score minus this; a candidate further below (a learning rate
+# that diverged) sits on the panel's lower edge as a labelled ▼, so one collapse does not flatten the choice itself
 
 
 def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
     """Held-out score against learning rate (log axis), one line per arm and p, one panel per task (titled with its
-    metric); the chosen candidate of each arm ringed."""
+    metric); the chosen candidate of each arm ringed; candidates more than SELECTION_FOCUS below the panel's best on
+    its lower edge, labelled with their score."""
     table = selection_table(selection)
     tasks = list(dict.fromkeys(table["task"])) or [""]
     metrics = {task: ", ".join(sorted({str(m) for m in table.loc[table["task"] == task, "metric"].dropna()}))
@@ -242,16 +245,26 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
     shown: set[str] = set()
     for col, task in enumerate(tasks, 1):
         mine = table[table["task"] == task]
+        top = mine["held_out"].max()
+        edge = top - SELECTION_FOCUS if (mine["held_out"] < top - SELECTION_FOCUS).any() else None
         for (method, p), arm in mine.groupby(["method", "p"], dropna=False, sort=False):
             label = method_label({"method": method, "p": p})
             dash = DASHES_BY_P[sorted(set(mine.loc[mine["method"] == method, "p"].dropna())).index(p)
                                % len(DASHES_BY_P)] if method != "vanilla" else "solid"
-            fig.add_trace(go.Scatter(x=arm["lr"], y=arm["held_out"], mode="lines+markers", name=label,
-                                     legendgroup=label, showlegend=label not in shown,
+            shown_y = arm["held_out"] if edge is None else arm["held_out"].clip(lower=edge)
+            fig.add_trace(go.Scatter(x=arm["lr"], y=shown_y, customdata=arm["held_out"], mode="lines+markers",
+                                     name=label, legendgroup=label, showlegend=label not in shown,
                                      line=dict(color=method_colour(method), dash=dash),
-                                     hovertemplate=f"{label}<br>lr %{{x:.0e}}<br>held-out %{{y:.3f}}<extra></extra>"),
-                          row=1, col=col)
+                                     hovertemplate=f"{label}<br>lr %{{x:.0e}}<br>held-out %{{customdata:.3f}}"
+                                                   "<extra></extra>"), row=1, col=col)
             shown.add(label)
+            below = arm[arm["held_out"] < edge] if edge is not None else arm.iloc[:0]
+            if len(below):
+                fig.add_trace(go.Scatter(x=below["lr"], y=[edge] * len(below), mode="markers+text", showlegend=False,
+                                         legendgroup=label, text=[f"{v:.2f}" for v in below["held_out"]],
+                                         textposition="top center", hoverinfo="skip",
+                                         marker=dict(symbol="triangle-down", size=11, color=method_colour(method))),
+                              row=1, col=col)
             best = arm[arm["chosen"]]
             if len(best):
                 fig.add_trace(go.Scatter(x=best["lr"], y=best["held_out"], mode="markers", name="chosen",
@@ -260,6 +273,8 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
                                                      line=dict(width=2)), hoverinfo="skip",
                                          meta={"reference": True}), row=1, col=col)  # greyscale keeps the ring
                 shown.add("chosen")
+        if edge is not None:
+            fig.update_yaxes(range=[edge - 0.04 * SELECTION_FOCUS, top + 0.08 * SELECTION_FOCUS], row=1, col=col)
         lrs = sorted(set(mine["lr"]))
         fig.update_xaxes(type="log", tickvals=lrs, ticktext=[lr_label(lr) for lr in lrs], row=1, col=col)
     seed = selection.get("seed")

@@ -76,3 +76,22 @@ def _the_selection_shows_in_the_figure_table_and_page(store, study_id, chosen):
     at = AppTest.from_file(str(Path(__file__).parents[2] / "dashboard" / "child_tuning.py"), default_timeout=60).run()
     assert not at.exception and at.error  # said on the page, not a traceback
     assert "mean ± std" in at.dataframe[0].value.columns  # and the study's own table still shows
+
+
+def test_a_diverged_candidate_sits_on_the_panels_lower_edge_labelled_not_flattening_the_rest():
+    from analysis.figures.child_tuning import SELECTION_FOCUS, selection_lines
+
+    scores = {("vanilla", None, 1e-4): 0.86, ("vanilla", None, 4e-4): 0.30, ("child-f", 0.2, 1e-4): 0.83,
+              ("child-f", 0.2, 4e-4): 0.84}
+    candidates = [{"task": "stsb", "method": m, "p": p, "lr": lr, "metric": "pearson", "holdout": h, "dev": h,
+                   "run_id": f"{i:016x}"} for i, ((m, p, lr), h) in enumerate(scores.items())]
+    fig = selection_lines({"candidates": candidates, "chosen": []})
+    edge = 0.86 - SELECTION_FOCUS
+    lo, hi = fig.layout.yaxis.range
+    assert lo < edge < 0.83 and 0.86 < hi < 0.9  # the choice keeps the panel
+    vanilla = next(t for t in fig.data if t.name == "vanilla")
+    assert list(vanilla.y) == [0.86, edge] and list(vanilla.customdata) == [0.86, 0.30]  # hover tells the truth
+    (marker,) = [t for t in fig.data if t.mode == "markers+text"]
+    assert list(marker.text) == ["0.30"] and marker.marker.symbol == "triangle-down" and not marker.showlegend
+    calm = selection_lines({"candidates": candidates[:1] + candidates[2:], "chosen": []})
+    assert calm.layout.yaxis.range is None and not [t for t in calm.data if t.mode == "markers+text"]
