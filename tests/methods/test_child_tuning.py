@@ -86,7 +86,10 @@ def test_f_mask_keeps_p_and_is_unbiased():
 def test_d_mask_keeps_exactly_p_of_encoder_parameters(tiny_models, sentiment_files):
     cfg = config(tiny_models, sentiment_files, "child-d", {"p": 0.2})
     inputs = load_inputs(cfg.model, cfg.data, cfg.seed)
-    scores, cost = fisher_scores(inputs.model, inputs, ChildDOptions(p=0.2), 0, torch.device("cpu"), True)
+    said = []
+    scores, cost = fisher_scores(inputs.model, inputs, ChildDOptions(p=0.2), 0, torch.device("cpu"), "fp32",
+                                 lambda done, total: said.append((done, total)))
+    assert said[-1] == (cost["fisher_batches"], cost["fisher_batches"]) and len(said) == cost["fisher_batches"]
     masks = child_mask(scores, 0.2, "fisher", 0)
     total = sum(m.numel() for m in masks.values())
     kept = sum(int(m.sum()) for m in masks.values())

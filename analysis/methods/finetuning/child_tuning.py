@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -159,11 +159,13 @@ def encoder_params(model: nn.Module) -> dict[str, nn.Parameter]:
 
 
 def fisher_scores(model: nn.Module, inputs: RunInputs, options: ChildDOptions, seed: int,
-                  device: torch.device, precision: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+                  device: torch.device, precision: str, progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Diagonal empirical Fisher with gold labels: mean over batches of per-tensor-clipped grad^2.
 
     One shuffled pass in train mode (dropout on), batch 16, as the official code; vectorised with
-    torch._foreach ops; the global RNG is restored afterwards so training is unaffected.
+    torch._foreach ops; the global RNG is restored afterwards so training is unaffected. `progress(batches done,
+    batches)` after each batch (the pass can take as long as an epoch of training).
     """
     task = inputs.task
     check_fisher_loss(options, task.is_regression)
@@ -190,6 +192,8 @@ def fisher_scores(model: nn.Module, inputs: RunInputs, options: ChildDOptions, s
             torch._foreach_addcmul_(fisher, grads, grads)
             batches += 1
             examples += len(idx)
+            if progress:
+                progress(batches, -(-count // options.fisher_batch_size))
     torch._foreach_div_(fisher, max(1, batches))
     cost = {"fisher_seconds": time.perf_counter() - start, "fisher_examples": examples, "fisher_batches": batches}
     return dict(zip(names, fisher)), cost
@@ -269,7 +273,10 @@ class ChildTuningD(FinetuneMethod):
             masks = read_child_mask(ctx.store, options.mask_from, params)
         else:
             device = torch.device(ctx.device)
-            scores, cost = fisher_scores(model, inputs, options, seed, device, precision=config.train.precision)
+            def said(done: int, total: int) -> None:
+                ctx.progress(0, 1, f"Fisher information for the child network: batch {done}/{total}")
+
+            scores, cost = fisher_scores(model, inputs, options, seed, device, config.train.precision, said)
             masks = child_mask(scores, options.p, options.selection, seed)
             ctx.save_json("fisher_cost", cost)
         masks = {n: m.to(params[n].device) for n, m in masks.items()}
