@@ -145,10 +145,21 @@ class ChildTuningStudy(Experiment):
             ctx.progress(i, len(sources), f"transfer: evaluating {row['method']} seed {row['seed']} on "
                                           f"{', '.join(config.transfer_to)}")
             for target in config.transfer_to:
-                result = evaluate_on(ctx.store, row["run_id"], target, sizes[target], seed=0, device=ctx.device)
+                result = transfer_metrics(ctx.store, row["run_id"], target, sizes[target], ctx.device)
                 out.append({**{k: row[k] for k in ("method", "p", "seed", "run_id")}, "target": target,
                             "value": result["accuracy"], "examples": result["examples"]})
         return out
+
+
+def transfer_metrics(store: RunStore, run_id: str, target: str, size: int | None, device: str) -> dict[str, Any]:
+    """A member's metrics on a transfer set (seed 0 sample of `size`, or all of it), kept in the member's
+    `transfer.json` so a study resumed after an interruption does not evaluate it again."""
+    key = f"{target}:{'all' if size is None else size}:seed0"
+    kept = store.load_artifact_json(run_id, "transfer") if "transfer.json" in store.artefacts(run_id) else {}
+    if key not in kept:
+        kept = {**kept, key: evaluate_on(store, run_id, target, size, seed=0, device=device)}
+        store.save_artifact_json(run_id, "transfer", kept)
+    return kept[key]
 
 
 def transfer_size(dataset: str, at_most: int | None) -> int | None:

@@ -156,3 +156,17 @@ def test_transfer_sets_smaller_than_the_cap_are_used_whole():
     from analysis.studies.child_tuning_study import transfer_size
 
     assert transfer_size("cr", 2000) is None and transfer_size("cr", 100) == 100 and transfer_size("cr", None) is None
+
+
+def test_a_transfer_evaluation_is_kept_with_the_member_and_not_repeated_on_resume(tiny_models, sentiment_files,
+                                                                                    monkeypatch):
+    from analysis.studies import child_tuning_study as study
+
+    rec = jobs.execute("finetune", config(tiny_models, sentiment_files, epochs=1)).record
+    store = RunStore()
+    first = study.transfer_metrics(store, rec.run_id, "cr", 50, "cpu")
+    assert first["examples"] == 50 and 0 <= first["accuracy"] <= 1
+    monkeypatch.setattr(study, "evaluate_on", lambda *a, **k: pytest.fail("evaluated again"))
+    assert study.transfer_metrics(store, rec.run_id, "cr", 50, "cpu") == first  # kept in the run's transfer.json
+    with pytest.raises(pytest.fail.Exception):
+        study.transfer_metrics(store, rec.run_id, "cr", 60, "cpu")  # another size is another evaluation
