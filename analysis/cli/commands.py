@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from typing import Any, Callable
 
 from analysis.cli.base import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
@@ -212,13 +213,35 @@ def _runs_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def describe_runs(result: dict[str, Any]) -> str:
-    lines = [f"{'run_id':<17} {'kind':<9} {'status':<11} {'method':<12} {'dataset':<12} seed  metric"]
+    width = max([9] + [len(r["kind"]) for r in result["runs"]])
+    lines = [f"{'run_id':<17} {'kind':<{width}} {'status':<11} {'method':<12} {'dataset':<12} seed  metric or progress"]
+    now = time.time()
     for r in result["runs"]:
         metric = next(iter(r["metrics"].items()), ("", ""))
         value = f"{metric[0]}={metric[1]:.4f}" if isinstance(metric[1], float) else ""
-        lines.append(f"{r['run_id']:<17} {r['kind']:<9} {r['status']:<11} {str(r['method']):<12} "
+        if r["status"] == "running":
+            value = progress_text(r, now)
+        lines.append(f"{r['run_id']:<17} {r['kind']:<{width}} {r['status']:<11} {str(r['method']):<12} "
                      f"{str(r['dataset']):<12} {str(r['seed']):<5} {value}")
-    return "\n".join(lines) if result["runs"] else "the store is empty"
+    if result["runs"]:
+        return "\n".join(lines)
+    wanted = {k: v for k, v in (result.get("filters") or {}).items() if v is not None}
+    return f"no runs with {', '.join(f'{k} {v}' for k, v in wanted.items())}" if wanted else "the store is empty"
+
+
+def progress_text(row: dict[str, Any], now: float) -> str:
+    """'37% · about 20 min left · epoch 2, loss 0.41': the time left is a linear estimate from the time since the run
+    started, once it is 2% done, and only for single runs (a study's progress starts again with each stage)."""
+    done = float(row.get("progress") or 0)
+    parts = [f"{100 * done:.0f}%"]
+    elapsed = now - float(row.get("created") or now)
+    if 0.02 <= done < 1 and elapsed > 0 and not str(row.get("kind", "")).startswith(("study", "sweep")):
+        left = elapsed * (1 - done) / done
+        parts.append(f"about {left // 3600:.0f} h {left % 3600 // 60:.0f} min left" if left >= 3600
+                     else f"about {max(1, round(left / 60))} min left")
+    if row.get("message"):
+        parts.append(str(row["message"]))
+    return " · ".join(parts)
 
 
 @command("runs", "list the runs in the store", describe_runs)
@@ -226,7 +249,8 @@ def describe_runs(result: dict[str, Any]) -> str:
 def runs(args: argparse.Namespace) -> dict[str, Any]:
     store = RunStore()
     store.mark_stale()
-    return {"store": str(store.root), "runs": store.list(args.kind, args.status, args.limit)}
+    return {"store": str(store.root), "runs": store.list(args.kind, args.status, args.limit),
+            "filters": {"kind": args.kind, "status": args.status}}
 
 
 @command("show", "show one run: config, metrics, versions, artefacts")

@@ -78,3 +78,23 @@ def test_config_file_with_flag_override(tmp_path, tiny_models, sentiment_files, 
     assert code == 0
     code, shown, _ = cli("show", out["run_id"], store=private_store)
     assert shown["config"]["train"]["epochs"] == 1.0 and shown["config"]["seed"] == 4
+
+
+def test_the_runs_listing_shows_where_running_work_stands_and_says_when_a_filter_matches_nothing():
+    import time
+
+    from analysis.cli.commands import describe_runs
+
+    now = time.time()
+    base = {"method": "vanilla", "dataset": "sst2", "seed": 0, "metrics": {}}
+    rows = [{**base, "run_id": "a" * 16, "kind": "finetune", "status": "running", "progress": 0.25,
+             "message": "epoch 1, loss 0.5", "created": now - 600},
+            {**base, "run_id": "b" * 16, "kind": "study-child-tuning", "status": "running", "progress": 0.5,
+             "message": "select stsb (4/8)", "created": now - 600},
+            {**base, "run_id": "c" * 16, "kind": "finetune", "status": "done", "metrics": {"accuracy": 0.9}}]
+    text = describe_runs({"runs": rows}).splitlines()
+    assert text[1].endswith("25% · about 30 min left · epoch 1, loss 0.5")  # 10 min for a quarter
+    assert text[2].endswith("50% · select stsb (4/8)")  # a study's stages each start again: no estimate
+    assert text[3].endswith("accuracy=0.9000") and len({line.index(" running") for line in text[1:3]}) == 1
+    assert describe_runs({"runs": [], "filters": {"status": "running", "kind": None}}) == "no runs with status running"
+    assert describe_runs({"runs": [], "filters": {"status": None, "kind": None}}) == "the store is empty"
