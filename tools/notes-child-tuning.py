@@ -38,7 +38,8 @@ def selection_markdown(store: RunStore, study: str) -> str:
                          f" ({row['dev'].iloc[0]:.3f})")
         picked = arm[arm["chosen"]]
         chosen = f"lr {lr_label(picked['lr'].iloc[0])}" if len(picked) else ""
-        lines.append(f"| {task} | {method} | {'' if pd.isna(p) else f'{p:g}'} | " + " | ".join(cells) + f" | {chosen} |")
+        shown_p = "" if pd.isna(p) else f"{p:g}"
+        lines.append(f"| {task} | {method} | {shown_p} | " + " | ".join(cells) + f" | {chosen} |")
     state = "complete" if selection["complete"] else f"unfinished: {len(table)} candidates so far"
     return (f"Selection ({state}; held-out score on {100 * selection['holdout']:g}% of the training set, seed "
             f"{selection['seed']}; dev in brackets, for reference only; the chosen candidate in bold):\n\n"
@@ -49,7 +50,8 @@ def seeds_markdown(store: RunStore, study: str) -> str:
     rows, summary, complete = study_inputs["child-tuning"](store, study)
     if not rows:
         return "(no seed run finished yet)"
-    lines = ["| task | arm | lr | seeds | mean ± sd | minus vanilla, paired: mean [95% CI] | p |", "|---|---|---|---|---|---|---|"]
+    lines = ["| task | arm | lr | seeds | mean ± sd | minus vanilla, paired: mean [95% CI] | p |",
+             "|---|---|---|---|---|---|---|"]
     lrs = {(r["task"], r["method"], r["p"]): r.get("lr") for r in rows}
     for c in summary.get("cells", []):
         lr = lrs.get((c["task"], c["method"], c["p"]))
@@ -66,7 +68,8 @@ def seeds_markdown(store: RunStore, study: str) -> str:
         source = store.require(study).config.get("transfer_from")
         out += (f"\n\nDomain transfer (the {source} runs on other sentiment sets, accuracy):\n\n"
                 "| arm | target | seeds | mean ± sd |\n|---|---|---|---|\n")
-        out += "\n".join(f"| {r.method} | {r.target} | {r.seeds} | {r.mean:.3f} ± {r.std:.3f} |" for r in t.itertuples())
+        out += "\n".join(f"| {r.method} | {r.target} | {r.seeds} | {r.mean:.3f} ± {r.std:.3f} |"
+                          for r in t.itertuples())
     return out
 
 
