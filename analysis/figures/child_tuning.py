@@ -247,6 +247,7 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
         mine = table[table["task"] == task]
         top = mine["held_out"].max()
         edge = top - SELECTION_FOCUS if (mine["held_out"] < top - SELECTION_FOCUS).any() else None
+        off_scale: dict[float, list[tuple[float, str]]] = {}  # lr: (score, colour) of the candidates on the edge
         for (method, p), arm in mine.groupby(["method", "p"], dropna=False, sort=False):
             label = method_label({"method": method, "p": p})
             dash = DASHES_BY_P[sorted(set(mine.loc[mine["method"] == method, "p"].dropna())).index(p)
@@ -260,11 +261,12 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
             shown.add(label)
             below = arm[arm["held_out"] < edge] if edge is not None else arm.iloc[:0]
             if len(below):
-                fig.add_trace(go.Scatter(x=below["lr"], y=[edge] * len(below), mode="markers+text", showlegend=False,
-                                         legendgroup=label, text=[f"{v:.2f}" for v in below["held_out"]],
-                                         textposition="top center", hoverinfo="skip",
+                fig.add_trace(go.Scatter(x=below["lr"], y=[edge] * len(below), mode="markers", showlegend=False,
+                                         legendgroup=label, hoverinfo="skip",
                                          marker=dict(symbol="triangle-down", size=11, color=method_colour(method))),
                               row=1, col=col)
+                for lr, score in zip(below["lr"], below["held_out"]):
+                    off_scale.setdefault(lr, []).append((score, method_colour(method)))
             best = arm[arm["chosen"]]
             if len(best):
                 fig.add_trace(go.Scatter(x=best["lr"], y=best["held_out"], mode="markers", name="chosen",
@@ -275,11 +277,15 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
                 shown.add("chosen")
         if edge is not None:
             fig.update_yaxes(range=[edge - 0.04 * SELECTION_FOCUS, top + 0.08 * SELECTION_FOCUS], row=1, col=col)
+        for lr, scores in off_scale.items():  # their scores stacked above the edge, highest lowest, in arm colours
+            for k, (score, colour) in enumerate(sorted(scores, reverse=True)):
+                fig.add_annotation(x=math.log10(lr), y=edge, text=f"{score:.2f}", showarrow=False, yshift=14 + 14 * k,
+                                   font=dict(color=colour, size=11), row=1, col=col)  # a log axis takes log10(x)
         lrs = sorted(set(mine["lr"]))
         fig.update_xaxes(type="log", tickvals=lrs, ticktext=[lr_label(lr) for lr in lrs], row=1, col=col)
     seed = selection.get("seed")
-    return layout(fig, "Held-out score per learning rate and p" + ("" if seed is None else f" (seed {seed})"),
-                  "learning rate", "held-out score")
+    return side_legend(layout(fig, "Held-out score per learning rate and p" + ("" if seed is None else f" (seed {seed})"),
+                              "learning rate", "held-out score"))
 
 
 def transfer_table(transfer: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

@@ -37,6 +37,10 @@ class ChildTuningStudyConfig(ConfigBase):
     select_lrs: tuple[float, ...] = ()  # empty: no selection (the fine-tune's lr, every p of p_f and p_d)
     select_holdout: float = 0.2
     select_seed: int = 0
+    # a series (task, arm, p) whose best held-out score sits at the top or bottom lr of the grid is not tuned: up to
+    # this many times, such a series gets one more lr beyond that edge (the grid's step ratio further), until its best
+    # is inside (0: the plain grid, as the paper)
+    select_extend: int = 0
 
     def validate(self) -> None:
         check(len(self.tasks) > 0 and len(self.seeds) > 0, "tasks", "the grid is empty", "give tasks and seeds")
@@ -46,6 +50,10 @@ class ChildTuningStudyConfig(ConfigBase):
               f"{self.transfer_from!r} is not one of the tasks", "add it to --tasks or unset it")
         check(all(lr > 0 for lr in self.select_lrs), "select_lrs", f"got {self.select_lrs}", "e.g. 2e-5,5e-5,1e-4")
         check(0 < self.select_holdout < 0.5, "select_holdout", f"got {self.select_holdout}", "e.g. 0.2")
+        check(self.select_extend >= 0, "select_extend", f"got {self.select_extend}", "0 (the plain grid), 1, 2, ...")
+        check(not self.select_extend or len(set(self.select_lrs)) >= 2, "select_extend",
+              "extending a grid beyond its edge needs at least two lrs (their ratio is the step)",
+              "give two or more select_lrs, or select_extend 0")
 
     def arms(self) -> list[tuple[str, float | None]]:
         return [("vanilla", None)] + [("child-f", p) for p in self.p_f] + [("child-d", p) for p in self.p_d]
@@ -58,8 +66,31 @@ class ChildTuningStudyConfig(ConfigBase):
 
     def selection_grid(self) -> list[tuple[str, str, float | None, float, FinetuneConfig]]:
         """(task, method, p, lr, config) of every candidate, trained with the held-out share set aside."""
-        return [(task, method, p, lr, self.member(task, method, p, self.select_seed, lr, self.select_holdout))
-                for task in self.tasks for method, p in self.arms() for lr in self.select_lrs]
+        return [self.candidate(task, method, p, lr) for task in self.tasks for method, p in self.arms()
+                for lr in self.select_lrs]
+
+    def candidate(self, task: str, method: str, p: float | None, lr: float
+                  ) -> tuple[str, str, float | None, float, FinetuneConfig]:
+        return task, method, p, lr, self.member(task, method, p, self.select_seed, lr, self.select_holdout)
+
+    def beyond_the_edge(self, rows: list[dict[str, Any]]) -> list[tuple[str, str, float | None, float, FinetuneConfig]]:
+        """One more candidate for each series (task, arm, p) whose best held-out score is at the highest or lowest lr
+        it has tried: that lr times (or divided by) the grid's step ratio."""
+        lrs = sorted(set(self.select_lrs))
+        step = lrs[-1] / lrs[-2]
+        series: dict[tuple[str, str, float | None], list[dict[str, Any]]] = {}
+        for r in rows:
+            if r.get("holdout") is not None:
+                series.setdefault((r["task"], r["method"], r["p"]), []).append(r)
+        out = []
+        for (task, method, p), tried in series.items():
+            best = max(tried, key=lambda r: (r["holdout"], -r["lr"]))["lr"]
+            tried_lrs = sorted(r["lr"] for r in tried)
+            if best == tried_lrs[-1]:
+                out.append(self.candidate(task, method, p, float(f"{best * step:.6g}")))
+            elif best == tried_lrs[0]:
+                out.append(self.candidate(task, method, p, float(f"{best / step:.6g}")))
+        return out
 
     def grid(self, chosen: dict[tuple[str, str], tuple[float, float | None]] | None = None
              ) -> list[tuple[str, str, float | None, int, FinetuneConfig]]:
@@ -116,8 +147,23 @@ class ChildTuningStudy(Experiment):
     @staticmethod
     def select(config: ChildTuningStudyConfig, ctx: RunContext) -> dict[tuple[str, str], tuple[float, float | None]]:
         """Train every (lr, p) candidate of each arm on the training set minus the held-out share (seed
-        `select_seed`); each arm's best held-out score (its best epoch) picks its (lr, p) per task."""
-        grid = config.selection_grid()
+        `select_seed`), extended beyond the grid's edge where a series is best there (`select_extend`); each arm's
+        best held-out score (its best epoch) picks its (lr, p) per task."""
+        rows = ChildTuningStudy.candidates(config.selection_grid(), ctx)
+        for _ in range(config.select_extend):
+            more = config.beyond_the_edge(rows)
+            if not more:
+                break
+            rows += ChildTuningStudy.candidates(more, ctx)
+        chosen = choose(rows)
+        ctx.save_json("selection", {"candidates": rows, "chosen": [
+            {"task": t, "method": m, "lr": lr, "p": p} for (t, m), (lr, p) in sorted(chosen.items())]})
+        return chosen
+
+    @staticmethod
+    def candidates(grid: list[tuple[str, str, float | None, float, FinetuneConfig]], ctx: RunContext
+                   ) -> list[dict[str, Any]]:
+        """Run selection candidates; one row each (its best held-out score over epochs, and its dev score)."""
         rows: list[dict[str, Any]] = [{} for _ in grid]
 
         def done(i: int, rec: Any) -> None:
@@ -131,10 +177,7 @@ class ChildTuningStudy(Experiment):
 
         run_members(ctx, [Member("finetune", cfg, f"select {task} {method} p={p} lr={lr:g}")
                           for task, method, p, lr, cfg in grid], done)
-        chosen = choose(rows)
-        ctx.save_json("selection", {"candidates": rows, "chosen": [
-            {"task": t, "method": m, "lr": lr, "p": p} for (t, m), (lr, p) in sorted(chosen.items())]})
-        return chosen
+        return rows
 
     @staticmethod
     def transfer(config: ChildTuningStudyConfig, rows: list[dict[str, Any]], ctx: RunContext) -> list[dict[str, Any]]:

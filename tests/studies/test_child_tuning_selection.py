@@ -79,6 +79,8 @@ def _the_selection_shows_in_the_figure_table_and_page(store, study_id, chosen):
 
 
 def test_a_diverged_candidate_sits_on_the_panels_lower_edge_labelled_not_flattening_the_rest():
+    import math
+
     from analysis.figures.child_tuning import SELECTION_FOCUS, selection_lines
 
     scores = {("vanilla", None, 1e-4): 0.86, ("vanilla", None, 4e-4): 0.30, ("child-f", 0.2, 1e-4): 0.83,
@@ -91,7 +93,50 @@ def test_a_diverged_candidate_sits_on_the_panels_lower_edge_labelled_not_flatten
     assert lo < edge < 0.83 and 0.86 < hi < 0.9  # the choice keeps the panel
     vanilla = next(t for t in fig.data if t.name == "vanilla")
     assert list(vanilla.y) == [0.86, edge] and list(vanilla.customdata) == [0.86, 0.30]  # hover tells the truth
-    (marker,) = [t for t in fig.data if t.mode == "markers+text"]
-    assert list(marker.text) == ["0.30"] and marker.marker.symbol == "triangle-down" and not marker.showlegend
+    (marker,) = [t for t in fig.data if t.marker.symbol == "triangle-down"]
+    assert list(marker.y) == [edge] and not marker.showlegend
+    labels = [a for a in fig.layout.annotations if a.yref == "y"]
+    assert [(a.text, a.x, a.y) for a in labels] == [("0.30", math.log10(4e-4), edge)]  # a log axis takes log10(x)
     calm = selection_lines({"candidates": candidates[:1] + candidates[2:], "chosen": []})
-    assert calm.layout.yaxis.range is None and not [t for t in calm.data if t.mode == "markers+text"]
+    assert calm.layout.yaxis.range is None and not [t for t in calm.data if t.marker.symbol == "triangle-down"]
+    both = [{**c, "holdout": 0.5} if c["method"] == "child-f" and c["lr"] == 4e-4 else c for c in candidates]
+    stacked = [a for a in selection_lines({"candidates": both, "chosen": []}).layout.annotations if a.yref == "y"]
+    assert [(a.text, a.yshift) for a in stacked] == [("0.50", 14), ("0.30", 28)]  # two at one lr do not overlap
+
+
+def test_a_series_best_at_the_grids_edge_gets_more_lrs_beyond_it_until_its_best_is_inside(monkeypatch):
+    import math
+
+    from analysis.studies.child_tuning_study import ChildTuningStudy
+
+    peaks = {"vanilla": 1e-4, "child-f": 8e-4, "child-d": 2.5e-5}  # inside, two steps above, one step below
+    cfg = ChildTuningStudyConfig(finetune=FinetuneConfig.from_flat({}, {}), tasks=("stsb",), p_f=(0.2,), p_d=(0.1,),
+                                 transfer_from=None, select_lrs=(5e-5, 1e-4, 2e-4), select_extend=3)
+    rounds = []
+
+    def fake_candidates(grid, ctx):
+        rounds.append(sorted((m, lr) for _, m, _, lr, _ in grid))
+        return [{"task": t, "method": m, "p": p, "lr": lr, "holdout": -abs(math.log(lr / peaks[m])), "run_id": "x"}
+                for t, m, p, lr, _ in grid]
+
+    class Ctx:
+        def save_json(self, name, obj):
+            self.saved = obj
+
+    monkeypatch.setattr(ChildTuningStudy, "candidates", staticmethod(fake_candidates))
+    ctx = Ctx()
+    chosen = ChildTuningStudy.select(cfg, ctx)
+    assert len(rounds[0]) == 9
+    assert rounds[1:] == [[("child-d", 2.5e-5), ("child-f", 4e-4)], [("child-d", 1.25e-5), ("child-f", 8e-4)],
+                          [("child-f", 1.6e-3)]]  # a series is extended until a step beyond its best has been tried
+    assert chosen == {("stsb", "vanilla"): (1e-4, None), ("stsb", "child-f"): (8e-4, 0.2),
+                      ("stsb", "child-d"): (2.5e-5, 0.1)}
+    assert len(ctx.saved["candidates"]) == 9 + 5
+    plain = ChildTuningStudy.select(cfg.replace(select_extend=0), ctx)
+    assert plain[("stsb", "child-f")] == (2e-4, 0.2) and len(ctx.saved["candidates"]) == 9
+    import pytest
+
+    from analysis.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least two lrs"):
+        cfg.replace(select_lrs=(1e-4,)).validate()
