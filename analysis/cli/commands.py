@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any, Callable
 
 from analysis.cli.base import add_field_flags, add_precision_flag, arguments, base_config, command, flags_given
@@ -215,12 +214,11 @@ def _runs_arguments(parser: argparse.ArgumentParser) -> None:
 def describe_runs(result: dict[str, Any]) -> str:
     width = max([9] + [len(r["kind"]) for r in result["runs"]])
     lines = [f"{'run_id':<17} {'kind':<{width}} {'status':<11} {'method':<12} {'dataset':<12} seed  metric or progress"]
-    now = time.time()
     for r in result["runs"]:
         metric = next(iter(r["metrics"].items()), ("", ""))
         value = f"{metric[0]}={metric[1]:.4f}" if isinstance(metric[1], float) else ""
         if r["status"] == "running":
-            value = progress_text(r, now)
+            value = progress_text(r)
         lines.append(f"{r['run_id']:<17} {r['kind']:<{width}} {r['status']:<11} {str(r['method']):<12} "
                      f"{str(r['dataset']):<12} {str(r['seed']):<5} {value}")
     if result["runs"]:
@@ -229,19 +227,10 @@ def describe_runs(result: dict[str, Any]) -> str:
     return f"no runs with {', '.join(f'{k} {v}' for k, v in wanted.items())}" if wanted else "the store is empty"
 
 
-def progress_text(row: dict[str, Any], now: float) -> str:
-    """'37% · about 20 min left · epoch 2, loss 0.41': the time left is a linear estimate from the time since the run
-    started, once it is 2% done, and only for single runs (a study's progress starts again with each stage)."""
-    done = float(row.get("progress") or 0)
-    parts = [f"{100 * done:.0f}%"]
-    elapsed = now - float(row.get("created") or now)
-    if 0.02 <= done < 1 and elapsed > 0 and not str(row.get("kind", "")).startswith(("study", "sweep")):
-        left = elapsed * (1 - done) / done
-        parts.append(f"about {left // 3600:.0f} h {left % 3600 // 60:.0f} min left" if left >= 3600
-                     else f"about {max(1, round(left / 60))} min left")
-    if row.get("message"):
-        parts.append(str(row["message"]))
-    return " · ".join(parts)
+def progress_text(row: dict[str, Any]) -> str:
+    """'37% · epoch 2, loss 0.41 · about 20 min left' (the run reports its own time left, from the pace it sees)."""
+    return " · ".join([f"{100 * float(row.get('progress') or 0):.0f}%"] + ([str(row["message"])] if row.get("message")
+                                                                          else []))
 
 
 @command("runs", "list the runs in the store", describe_runs)

@@ -88,6 +88,7 @@ class RunContext:
         self.store, self.run_id, self.device, self.save_weights = store, run_id, device, save_weights
         self.callback, self.heartbeat_every = callback, heartbeat_every
         self._last_beat = 0.0
+        self._pace_from: tuple[float, int, int] | None = None  # (time, done, total) where the current count began
         self.dir = store.run_dir(run_id)
         self.identity, self.resume_from = identity, resume_from  # resume_from: the checkpoint this run continues
 
@@ -121,7 +122,22 @@ class RunContext:
         now = time.monotonic()
         if now - self._last_beat >= self.heartbeat_every or done >= total:
             self._last_beat = now
-            self.store.heartbeat(self.run_id, done / max(total, 1), message)
+            left = self._time_left(done, total, now)
+            self.store.heartbeat(self.run_id, done / max(total, 1), message + (f" · {left}" if left else ""))
+
+    def _time_left(self, done: int, total: int, now: float) -> str:
+        """'about 12 min left': the pace seen by this process since the count began (a resumed run's earlier
+        steps, or a study's earlier stage, do not count), once 30 s and a step have passed."""
+        start = self._pace_from
+        if start is None or start[2] != total or done < start[1]:
+            self._pace_from = (now, done, total)
+            return ""
+        elapsed, gained = now - start[0], done - start[1]
+        if elapsed < 30 or gained <= 0 or done >= total:
+            return ""
+        left = elapsed * (total - done) / gained
+        return (f"about {left // 3600:.0f} h {left % 3600 // 60:.0f} min left" if left >= 3600
+                else f"about {max(1, round(left / 60))} min left")
 
     def save_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
         self.store.save_arrays(self.run_id, name, arrays)

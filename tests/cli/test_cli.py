@@ -81,20 +81,39 @@ def test_config_file_with_flag_override(tmp_path, tiny_models, sentiment_files, 
 
 
 def test_the_runs_listing_shows_where_running_work_stands_and_says_when_a_filter_matches_nothing():
-    import time
-
     from analysis.cli.commands import describe_runs
 
-    now = time.time()
     base = {"method": "vanilla", "dataset": "sst2", "seed": 0, "metrics": {}}
     rows = [{**base, "run_id": "a" * 16, "kind": "finetune", "status": "running", "progress": 0.25,
-             "message": "epoch 1, loss 0.5", "created": now - 600},
+             "message": "epoch 1, loss 0.5 · about 30 min left"},
             {**base, "run_id": "b" * 16, "kind": "study-child-tuning", "status": "running", "progress": 0.5,
-             "message": "select stsb (4/8)", "created": now - 600},
+             "message": "select stsb (4/8)"},
             {**base, "run_id": "c" * 16, "kind": "finetune", "status": "done", "metrics": {"accuracy": 0.9}}]
     text = describe_runs({"runs": rows}).splitlines()
-    assert text[1].endswith("25% · about 30 min left · epoch 1, loss 0.5")  # 10 min for a quarter
-    assert text[2].endswith("50% · select stsb (4/8)")  # a study's stages each start again: no estimate
+    assert text[1].endswith("25% · epoch 1, loss 0.5 · about 30 min left")
+    assert text[2].endswith("50% · select stsb (4/8)")
     assert text[3].endswith("accuracy=0.9000") and len({line.index(" running") for line in text[1:3]}) == 1
     assert describe_runs({"runs": [], "filters": {"status": "running", "kind": None}}) == "no runs with status running"
     assert describe_runs({"runs": [], "filters": {"status": None, "kind": None}}) == "the store is empty"
+
+
+def test_a_run_reports_its_time_left_from_the_pace_it_sees_itself(monkeypatch):
+    from analysis.runs import experiment
+
+    beats = []
+
+    class Store:
+        def heartbeat(self, run_id, progress, message):
+            beats.append((round(progress, 2), message))
+
+    clock = [1000.0]
+    monkeypatch.setattr(experiment.time, "monotonic", lambda: clock[0])
+    ctx = experiment.RunContext.__new__(experiment.RunContext)
+    ctx.store, ctx.run_id, ctx.callback, ctx.heartbeat_every, ctx._last_beat, ctx._pace_from = \
+        Store(), "r", None, 2.0, 0.0, None
+    ctx.progress(30, 100, "epoch 1")  # resumed at 30%: the pace starts here
+    clock[0] += 60
+    ctx.progress(40, 100, "epoch 1")  # 10 steps a minute
+    clock[0] += 10
+    ctx.progress(5, 10, "stage two (5/10)")  # a new count: no estimate until its own pace is seen
+    assert beats == [(0.3, "epoch 1"), (0.4, "epoch 1 · about 6 min left"), (0.5, "stage two (5/10)")]
