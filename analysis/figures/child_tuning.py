@@ -269,7 +269,8 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
                     off_scale.setdefault(lr, []).append((score, method_colour(method)))
             best = arm[arm["chosen"]]
             if len(best):
-                fig.add_trace(go.Scatter(x=best["lr"], y=best["held_out"], mode="markers", name="chosen",
+                ring_y = best["held_out"] if edge is None else best["held_out"].clip(lower=edge)
+                fig.add_trace(go.Scatter(x=best["lr"], y=ring_y, mode="markers", name="chosen",
                                          legendgroup="chosen", showlegend="chosen" not in shown, legendrank=2000,
                                          marker=dict(symbol="circle-open", size=14, color="#000000",
                                                      line=dict(width=2)), hoverinfo="skip",

@@ -92,7 +92,8 @@ def _selection_clause(store: RunStore, run_id: str) -> str:
         held = store.require(run_id).config.get("select_holdout")
         chosen = store.load_artifact_json(run_id, "selection")["chosen"]
         picks = "; ".join(f"{c['task']} {c['method']} lr {lr_label(c['lr'])}"
-                          + ("" if c.get("p") is None else f" p {c['p']:g}") for c in chosen)
+                          + ("" if c.get("p") is None else f" p {c['p']:g}")
+                          + (f", at the {c['at_edge']} lr it tried" if c.get("at_edge") else "") for c in chosen)
     except (AttributeError, KeyError, TypeError, ValueError):
         return ""
     share = f"a held-out {100 * held:g}%" if held else "a held-out share"

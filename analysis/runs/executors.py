@@ -82,6 +82,7 @@ class Executor:
         where = self.precision_device(ctx)
         members = [replace(m, config=precision.resolve_config(m.config, where)) for m in members]
         records: list[RunRecord | None] = [None] * len(members)
+        ctx.restart_pace()  # a new count: its time left comes from its own pace
 
         def done(index: int, record: RunRecord) -> None:
             records[index] = record
@@ -161,8 +162,9 @@ class LocalExecutor(Executor):
             self._pool(members, ctx, done)
 
     def _sequential(self, members: list[Member], ctx: RunContext, done: OnDone) -> None:
-        for index, member in enumerate(members):
-            ctx.progress(index, len(members), f"{member.label} ({index + 1}/{len(members)})")
+        pending = self.served(members, ctx.store, done)  # finished ones first: they take no time
+        for n, (index, member, _) in enumerate(pending):
+            ctx.progress(n, len(pending), f"{member.label} ({n + 1}/{len(pending)})")
             try:
                 outcome = execute(member.kind, member.config, ctx.store, device=ctx.device,
                                   save_weights=member.save_weights)

@@ -125,6 +125,10 @@ class RunContext:
             left = self._time_left(done, total, now)
             self.store.heartbeat(self.run_id, done / max(total, 1), message + (f" · {left}" if left else ""))
 
+    def restart_pace(self) -> None:
+        """The next progress report starts a new count (a study's next stage), timed from then on."""
+        self._pace_from = None
+
     def _time_left(self, done: int, total: int, now: float) -> str:
         """'about 12 min left': the pace seen by this process since the count began (a resumed run's earlier
         steps, or a study's earlier stage, do not count), once 30 s and a step have passed."""

@@ -3,15 +3,17 @@ cell, paired differences against vanilla with the same seed, domain transfer, an
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
-from analysis.core.config import ConfigBase, DataConfig, FinetuneConfig, check
+from analysis.core.config import ConfigBase, DataConfig, FinetuneConfig, check, recorded_precision
 from analysis.core.errors import ConfigError
 from analysis.core.stats import describe, jaccard, paired_difference
+from analysis.data.tasks import fingerprint as data_fingerprint
 from analysis.data.tasks import get_card, load_split
 from analysis.runs.executors import Member, run_members
 from analysis.runs.experiment import EXPERIMENTS, Experiment, RunContext, RunResult
@@ -71,25 +73,21 @@ class ChildTuningStudyConfig(ConfigBase):
 
     def candidate(self, task: str, method: str, p: float | None, lr: float
                   ) -> tuple[str, str, float | None, float, FinetuneConfig]:
+        """One selection candidate: (task, method, p, lr, its config with the held-out share set aside)."""
         return task, method, p, lr, self.member(task, method, p, self.select_seed, lr, self.select_holdout)
 
     def beyond_the_edge(self, rows: list[dict[str, Any]]) -> list[tuple[str, str, float | None, float, FinetuneConfig]]:
         """One more candidate for each series (task, arm, p) whose best held-out score is at the highest or lowest lr
-        it has tried: that lr times (or divided by) the grid's step ratio."""
+        it has tried, strictly above every other lr's (a tie or a flat series is not extended): that lr times the
+        ratio of the grid's top two lrs, or divided by the ratio of its bottom two."""
         lrs = sorted(set(self.select_lrs))
-        step = lrs[-1] / lrs[-2]
-        series: dict[tuple[str, str, float | None], list[dict[str, Any]]] = {}
-        for r in rows:
-            if r.get("holdout") is not None:
-                series.setdefault((r["task"], r["method"], r["p"]), []).append(r)
+        up, down = lrs[-1] / lrs[-2], lrs[1] / lrs[0]
         out = []
-        for (task, method, p), tried in series.items():
-            best = max(tried, key=lambda r: (r["holdout"], -r["lr"]))["lr"]
-            tried_lrs = sorted(r["lr"] for r in tried)
-            if best == tried_lrs[-1]:
-                out.append(self.candidate(task, method, p, float(f"{best * step:.6g}")))
-            elif best == tried_lrs[0]:
-                out.append(self.candidate(task, method, p, float(f"{best / step:.6g}")))
+        for (task, method, p), tried in _series(rows).items():
+            edge = at_edge(tried)
+            lr = {"top": max(r["lr"] for r in tried) * up, "bottom": min(r["lr"] for r in tried) / down}.get(edge)
+            if lr is not None and float(f"{lr:.6g}") not in {r["lr"] for r in tried}:
+                out.append(self.candidate(task, method, p, float(f"{lr:.6g}")))
         return out
 
     def grid(self, chosen: dict[tuple[str, str], tuple[float, float | None]] | None = None
@@ -106,6 +104,28 @@ class ChildTuningStudyConfig(ConfigBase):
                 for method, p, lr in arms:
                     out.append((task, method, p, seed, self.member(task, method, p, seed, lr)))
         return out
+
+
+def _series(rows: list[dict[str, Any]]) -> dict[tuple[str, str, float | None], list[dict[str, Any]]]:
+    """Selection rows by (task, arm, p)."""
+    out: dict[tuple[str, str, float | None], list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r["task"], r["method"], r["p"]), []).append(r)
+    return out
+
+
+def at_edge(tried: list[dict[str, Any]]) -> str | None:
+    """"top" or "bottom" when a series' best held-out score is at the highest or lowest lr it tried (scored or not)
+    and strictly above every other lr's, else None."""
+    scored = [r for r in tried if r.get("holdout") is not None]
+    if not scored:
+        return None
+    best = max(r["holdout"] for r in scored)
+    winners = {r["lr"] for r in scored if r["holdout"] == best}
+    if len(winners) > 1:
+        return None
+    (lr,) = winners
+    return "top" if lr == max(r["lr"] for r in tried) else "bottom" if lr == min(r["lr"] for r in tried) else None
 
 
 @EXPERIMENTS.register("study-child-tuning")
@@ -156,8 +176,10 @@ class ChildTuningStudy(Experiment):
                 break
             rows += ChildTuningStudy.candidates(more, ctx)
         chosen = choose(rows)
+        series = _series(rows)
         ctx.save_json("selection", {"candidates": rows, "chosen": [
-            {"task": t, "method": m, "lr": lr, "p": p} for (t, m), (lr, p) in sorted(chosen.items())]})
+            {"task": t, "method": m, "lr": lr, "p": p, "at_edge": at_edge(series[(t, m, p)])}
+            for (t, m), (lr, p) in sorted(chosen.items())]})
         return chosen
 
     @staticmethod
@@ -170,7 +192,7 @@ class ChildTuningStudy(Experiment):
             task, method, p, lr, _ = grid[i]
             metric = rec.summary.get("metric")
             held = [e.get(f"holdout_{metric}") for e in rec.summary.get("epoch_metrics") or []]
-            held = [h for h in held if h is not None]
+            held = [h for h in held if h is not None and math.isfinite(h)]  # a diverged run can score NaN
             rows[i] = {"task": task, "method": method, "p": p, "lr": lr, "run_id": rec.run_id, "metric": metric,
                        "holdout": max(held) if held else None, "dev": rec.metrics.get(metric), "status": rec.status}
             ctx.log({"event": "selection_done", **rows[i]})
@@ -197,7 +219,9 @@ class ChildTuningStudy(Experiment):
 def transfer_metrics(store: RunStore, run_id: str, target: str, size: int | None, device: str) -> dict[str, Any]:
     """A member's metrics on a transfer set (seed 0 sample of `size`, or all of it), kept in the member's
     `transfer.json` so a study resumed after an interruption does not evaluate it again."""
-    key = f"{target}:{'all' if size is None else size}:seed0"
+    precision = recorded_precision(store.require(run_id).config) or "fp32"
+    data = data_fingerprint(DataConfig(dataset=target))
+    key = f"{target}:{'all' if size is None else size}:seed0:{precision}:{data}"
     kept = store.load_artifact_json(run_id, "transfer") if "transfer.json" in store.artefacts(run_id) else {}
     if key not in kept:
         kept = {**kept, key: evaluate_on(store, run_id, target, size, seed=0, device=device)}

@@ -1,7 +1,12 @@
 """The Child-Tuning study with per-arm selection: every (lr, p) of each arm trained on the training set minus a
 held-out share (seed 0), the best held-out score chooses, then the seeds run at the chosen values."""
 
+import math
+
+import pytest
+
 from analysis.core.config import FinetuneConfig
+from analysis.core.errors import ConfigError
 from analysis.runs import experiment as jobs
 from analysis.store.index import RunStore
 from analysis.studies.child_tuning_study import ChildTuningStudyConfig, choose
@@ -79,8 +84,6 @@ def _the_selection_shows_in_the_figure_table_and_page(store, study_id, chosen):
 
 
 def test_a_diverged_candidate_sits_on_the_panels_lower_edge_labelled_not_flattening_the_rest():
-    import math
-
     from analysis.figures.child_tuning import SELECTION_FOCUS, selection_lines
 
     scores = {("vanilla", None, 1e-4): 0.86, ("vanilla", None, 4e-4): 0.30, ("child-f", 0.2, 1e-4): 0.83,
@@ -105,8 +108,6 @@ def test_a_diverged_candidate_sits_on_the_panels_lower_edge_labelled_not_flatten
 
 
 def test_a_series_best_at_the_grids_edge_gets_more_lrs_beyond_it_until_its_best_is_inside(monkeypatch):
-    import math
-
     from analysis.studies.child_tuning_study import ChildTuningStudy
 
     peaks = {"vanilla": 1e-4, "child-f": 8e-4, "child-d": 2.5e-5}  # inside, two steps above, one step below
@@ -132,11 +133,50 @@ def test_a_series_best_at_the_grids_edge_gets_more_lrs_beyond_it_until_its_best_
     assert chosen == {("stsb", "vanilla"): (1e-4, None), ("stsb", "child-f"): (8e-4, 0.2),
                       ("stsb", "child-d"): (2.5e-5, 0.1)}
     assert len(ctx.saved["candidates"]) == 9 + 5
+    edges = {c["method"]: c["at_edge"] for c in ctx.saved["chosen"]}
+    assert edges == {"vanilla": None, "child-f": None, "child-d": None}  # every choice inside what its series tried
     plain = ChildTuningStudy.select(cfg.replace(select_extend=0), ctx)
     assert plain[("stsb", "child-f")] == (2e-4, 0.2) and len(ctx.saved["candidates"]) == 9
-    import pytest
-
-    from analysis.core.errors import ConfigError
-
+    assert {c["method"]: c["at_edge"] for c in ctx.saved["chosen"]}["child-f"] == "top"  # said, not hidden
     with pytest.raises(ConfigError, match="at least two lrs"):
         cfg.replace(select_lrs=(1e-4,)).validate()
+
+
+def test_only_a_strict_best_at_an_edge_is_extended_and_never_to_an_lr_already_tried():
+    cfg = ChildTuningStudyConfig(finetune=FinetuneConfig.from_flat({}, {}), tasks=("stsb",), p_f=(), p_d=(),
+                                 transfer_from=None, select_lrs=(1e-4, 3e-4, 9e-4), select_extend=1)
+
+    def rows(scores):
+        return [{"task": "stsb", "method": "vanilla", "p": None, "lr": lr, "holdout": h} for lr, h in scores.items()]
+
+    def extended(scores):
+        return [lr for _, _, _, lr, _ in cfg.beyond_the_edge(rows(scores))]
+
+    assert extended({1e-4: 0.5, 3e-4: 0.6, 9e-4: 0.7}) == [2.7e-3]  # x3, rounded: not 0.0026999999999999997
+    assert extended({1e-4: 0.7, 3e-4: 0.6, 9e-4: 0.5}) == [3.33333e-5]
+    assert extended({1e-4: 0.0, 3e-4: 0.0, 9e-4: 0.0}) == []  # a flat series (MCC 0 everywhere) is not extended
+    assert extended({1e-4: 0.6, 3e-4: 0.6, 9e-4: 0.5}) == []  # a tie at the edge is not a best at the edge
+    assert extended({1e-4: 0.5, 3e-4: 0.7, 9e-4: None}) == []  # 9e-4 was tried (it failed): 3e-4 is inside
+    assert extended({1e-4: None, 3e-4: None}) == []
+
+
+def test_a_candidate_whose_held_out_score_is_nan_is_scored_by_its_finite_epochs(monkeypatch):
+    from types import SimpleNamespace
+
+    from analysis.studies import child_tuning_study as study
+
+    epochs = {1e-4: [0.5, 0.6], 4e-4: [float("nan"), 0.4], 8e-4: [float("nan")]}  # a diverged run can score NaN
+
+    def fake_members(ctx, members, done):
+        for i, member in enumerate(members):
+            lr = member.config.train.lr
+            done(i, SimpleNamespace(run_id=f"{i:016x}", status="done", metrics={"pearson": 0.0},
+                                    summary={"metric": "pearson",
+                                             "epoch_metrics": [{"holdout_pearson": h} for h in epochs[lr]]}))
+
+    monkeypatch.setattr(study, "run_members", fake_members)
+    cfg = ChildTuningStudyConfig(finetune=FinetuneConfig.from_flat({}, {}), tasks=("stsb",), p_f=(), p_d=(),
+                                 transfer_from=None, select_lrs=(1e-4, 4e-4, 8e-4))
+    rows = study.ChildTuningStudy.candidates(cfg.selection_grid(), SimpleNamespace(log=lambda record: None))
+    assert [r["holdout"] for r in rows] == [0.6, 0.4, None]
+    assert study.choose(rows) == {("stsb", "vanilla"): (1e-4, None)}
