@@ -65,6 +65,11 @@ def show_selection(study: dict) -> None:
         st.dataframe(table[table["chosen"]].drop(columns="chosen"), hide_index=True, width="stretch")
         st.caption("Each arm's seeds ran at its chosen values on the whole training set. The dev column is shown "
                    "for reference; the choice used the held-out score only.")
+        edge = [c for c in selection.get("chosen", []) if c.get("at_edge")]
+        if edge:
+            st.warning("Chosen at the edge of the learning rates its series tried, so perhaps not tuned (a wider "
+                       "grid, or `--select-extend`, would show): " + "; ".join(
+                           f"{c['task']} {c['method']} at the {c['at_edge']} lr" for c in edge))
     elif study["status"] in ("running", "queued"):
         st.info(f"The selection is still running: {len(table)} candidates finished, nothing chosen yet.")
     else:

@@ -73,6 +73,11 @@ def _the_selection_shows_in_the_figure_table_and_page(store, study_id, chosen):
     assert any("chosen on a held-out 25%" in h.value for h in at.subheader)
     shown = at.dataframe[0].value
     assert len(shown) == 3 and set(shown["method"]) == {"vanilla", "child-f", "child-d"}
+    edged = store.load_artifact_json(study_id, "selection")
+    edged["chosen"][0]["at_edge"] = "top"
+    store.save_artifact_json(study_id, "selection", edged)
+    at = AppTest.from_file(str(Path(__file__).parents[2] / "dashboard" / "child_tuning.py"), default_timeout=60).run()
+    assert any("at the top lr" in w.value for w in at.warning)  # a choice at the grid's edge is said
     (store.run_dir(study_id) / "artefacts" / "selection.json").unlink()  # as while the selection still runs
     running = selection_inputs(store, study_id)
     assert not running["complete"] and running["chosen"] == [] and len(running["candidates"]) == 8
