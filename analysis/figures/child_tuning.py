@@ -248,12 +248,12 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
         top = mine["held_out"].max()
         edge = top - SELECTION_FOCUS if (mine["held_out"] < top - SELECTION_FOCUS).any() else None
         off_scale: dict[float, list[tuple[float, str]]] = {}  # lr: (score, colour) of the candidates on the edge
+        mine = mine.assign(drawn=mine["held_out"] if edge is None else mine["held_out"].clip(lower=edge))
         for (method, p), arm in mine.groupby(["method", "p"], dropna=False, sort=False):
             label = method_label({"method": method, "p": p})
             dash = DASHES_BY_P[sorted(set(mine.loc[mine["method"] == method, "p"].dropna())).index(p)
                                % len(DASHES_BY_P)] if method != "vanilla" else "solid"
-            shown_y = arm["held_out"] if edge is None else arm["held_out"].clip(lower=edge)
-            fig.add_trace(go.Scatter(x=arm["lr"], y=shown_y, customdata=arm["held_out"], mode="lines+markers",
+            fig.add_trace(go.Scatter(x=arm["lr"], y=arm["drawn"], customdata=arm["held_out"], mode="lines+markers",
                                      name=label, legendgroup=label, showlegend=label not in shown,
                                      line=dict(color=method_colour(method), dash=dash),
                                      hovertemplate=f"{label}<br>lr %{{x:.0e}}<br>held-out %{{customdata:.3f}}"
@@ -269,8 +269,7 @@ def selection_lines(selection: Mapping[str, Any]) -> go.Figure:
                     off_scale.setdefault(lr, []).append((score, method_colour(method)))
             best = arm[arm["chosen"]]
             if len(best):
-                ring_y = best["held_out"] if edge is None else best["held_out"].clip(lower=edge)
-                fig.add_trace(go.Scatter(x=best["lr"], y=ring_y, mode="markers", name="chosen",
+                fig.add_trace(go.Scatter(x=best["lr"], y=best["drawn"], mode="markers", name="chosen",
                                          legendgroup="chosen", showlegend="chosen" not in shown, legendrank=2000,
                                          marker=dict(symbol="circle-open", size=14, color="#000000",
                                                      line=dict(width=2)), hoverinfo="skip",

@@ -85,9 +85,12 @@ class ChildTuningStudyConfig(ConfigBase):
         out = []
         for (task, method, p), tried in _series(rows).items():
             edge = at_edge(tried)
-            lr = {"top": max(r["lr"] for r in tried) * up, "bottom": min(r["lr"] for r in tried) / down}.get(edge)
-            if lr is not None and float(f"{lr:.6g}") not in {r["lr"] for r in tried}:
-                out.append(self.candidate(task, method, p, float(f"{lr:.6g}")))
+            if edge is None:
+                continue
+            beyond = max(r["lr"] for r in tried) * up if edge == "top" else min(r["lr"] for r in tried) / down
+            lr = float(f"{beyond:.6g}")  # 3 x 3e-4 is 9e-4, not 0.0008999999999999998
+            if lr not in {r["lr"] for r in tried}:
+                out.append(self.candidate(task, method, p, lr))
         return out
 
     def grid(self, chosen: dict[tuple[str, str], tuple[float, float | None]] | None = None
