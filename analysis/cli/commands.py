@@ -254,6 +254,9 @@ def show(args: argparse.Namespace) -> dict[str, Any]:
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_ids", nargs="+", help="runs to export (a study brings its member runs along)")
     parser.add_argument("--to", required=True, help="folder, e.g. results/pruning-sweep-sst2")
+    parser.add_argument("--partial", action="store_true",
+                        help="a study not yet finished: export the member runs it has finished so far (not the study), "
+                             "to resume it from another store (`import` them there, then run the study again)")
 
 
 @command("export", "export finished runs (records, metrics, small artefacts; no weights) to a results folder")
@@ -261,9 +264,10 @@ def _export_arguments(parser: argparse.ArgumentParser) -> None:
 def export(args: argparse.Namespace) -> dict[str, Any]:
     from pathlib import Path
 
-    from analysis.service.runs import export_runs
+    from analysis.service.runs import export_runs, finished_so_far
 
-    return export_runs(RunStore(), args.run_ids, Path(args.to))
+    store = RunStore()
+    return export_runs(store, finished_so_far(store, args.run_ids) if args.partial else args.run_ids, Path(args.to))
 
 
 def _import_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,6 +27,25 @@ def open_store(root: str | Path | None = None) -> RunStore:
     return RunStore(root if root is not None else store_root())
 
 
+def finished_so_far(store: RunStore, run_ids: list[str]) -> list[str]:
+    """`export --partial`: each unfinished study among run_ids replaced by the members it has finished so far (a
+    finished run stays as it is). A study with none finished yet is an error: there would be nothing to resume from."""
+    from analysis.studies.progress import finished_members
+
+    out: list[str] = []
+    for rid in run_ids:
+        rec = store.require(rid)
+        if rec.status == "done" or not rec.kind.startswith("study-"):
+            out.append(rid)
+            continue
+        members = finished_members(store, rid)
+        if not members:
+            raise PruneScopeError(f"study {rid} ({rec.status}) has finished no member run yet",
+                                  fix="export it once some of its members are done")
+        out += members
+    return list(dict.fromkeys(out))
+
+
 def transformer_runs_with_weights(store: RunStore) -> list[dict]:
     """Finished fine-tune and prune runs of a transformer that kept their weights (a baseline has no encoder):
     what probes, head importance and the what-if explorer can load."""

@@ -157,6 +157,8 @@ class ChildTuningStudy(Experiment):
             rows[i] = {"task": task, "method": method, "p": p, "lr": cfg.train.lr, "seed": seed, "run_id": rec.run_id,
                        "metric": metric, "value": rec.metrics.get(metric), "status": rec.status}
             ctx.log({"event": "run_done", **rows[i]})
+            if task == config.transfer_from:
+                self.transfer_early(config, rows[i], ctx)
 
         run_members(ctx, [Member("finetune", cfg, f"{task} {method} p={p} seed={seed}")
                           for task, method, p, seed, cfg in grid], done)
@@ -203,6 +205,19 @@ class ChildTuningStudy(Experiment):
         run_members(ctx, [Member("finetune", cfg, f"select {task} {method} p={p} lr={lr:g}")
                           for task, method, p, lr, cfg in grid], done)
         return rows
+
+    @staticmethod
+    def transfer_early(config: ChildTuningStudyConfig, row: dict[str, Any], ctx: RunContext) -> None:
+        """Evaluate a transfer source as soon as it finishes, while its weights are surely in this store: the results
+        stay in its `transfer.json`, which an export keeps (weights it does not), so a study resumed in another store
+        from exported members needs no weights. A failure here is logged; the study's transfer step tries again
+        and reports it."""
+        try:
+            for target in config.transfer_to:
+                transfer_metrics(ctx.store, row["run_id"], target, transfer_size(target, config.transfer_eval_size),
+                                 ctx.device)
+        except Exception as exc:  # noqa: BLE001 (the members still training must not stop for this)
+            ctx.log({"event": "transfer_deferred", "run_id": row["run_id"], "error": str(exc)})
 
     @staticmethod
     def transfer(config: ChildTuningStudyConfig, rows: list[dict[str, Any]], ctx: RunContext) -> list[dict[str, Any]]:

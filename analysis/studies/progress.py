@@ -15,6 +15,13 @@ def finished_rows(store: Any, run_id: str, event: str = "run_done") -> list[dict
             if e.get("event") == event]
 
 
+def finished_members(store: Any, run_id: str) -> list[str]:
+    """The run ids of the members (seeds and selection candidates) an unfinished study has finished so far, and
+    that the store holds as done: what `export --partial` saves so the study can be resumed from another store."""
+    ids = [r.get("run_id") for event in ("selection_done", "run_done") for r in finished_rows(store, run_id, event)]
+    return [i for i in dict.fromkeys(ids) if i and (rec := store.get(i)) is not None and rec.status == "done"]
+
+
 def study_inputs(store: Any, run_id: str, partial: PartialSummary) -> tuple[list[dict[str, Any]], dict[str, Any], bool]:
     """(per-run rows, summary, complete) of a study; an unfinished one is summarised by `partial` from the runs
     it has finished so far."""
