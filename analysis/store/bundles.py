@@ -144,11 +144,15 @@ def export_runs(store: RunStore, run_ids: Iterable[str], folder: Path) -> dict[s
 
 
 def linked_runs(entry: dict[str, Any]) -> list[str]:
-    """The runs an exported entry needs beside it: a study's members (its summary's run ids, its table's rows) and
-    a distilled run's teacher."""
+    """The runs an exported entry needs beside it: a study's members (its summary's run ids, its table's rows, its
+    selection candidates) and a distilled run's teacher."""
     summary, table = entry["record"].get("summary"), entry["artefacts"].get("table.json")
     ids = list(summary.get("run_ids", [])) if isinstance(summary, dict) else []
     ids += [r["run_id"] for r in table if isinstance(r, dict) and "run_id" in r] if isinstance(table, list) else []
+    selection = entry["artefacts"].get("selection.json")  # a tuned study's candidates: its choice can be checked
+    candidates = selection.get("candidates") if isinstance(selection, dict) else None
+    ids += [r["run_id"] for r in candidates if isinstance(r, dict) and "run_id" in r] if isinstance(candidates, list) \
+        else []
     teacher = entry["record"].get("teacher")
     return [str(i) for i in ids + ([teacher] if teacher else [])]
 

@@ -8,6 +8,7 @@ import pytest
 from analysis.core.config import FinetuneConfig
 from analysis.core.errors import ConfigError
 from analysis.runs import experiment as jobs
+from analysis.store.bundles import export_runs
 from analysis.store.index import RunStore
 from analysis.studies.child_tuning_study import ChildTuningStudyConfig, choose
 
@@ -40,6 +41,8 @@ def test_a_study_selects_lr_and_p_per_arm_then_runs_its_seeds(tiny_models, senti
     for row in table:
         assert (row["lr"], row["p"]) == chosen[row["method"]]
         assert store.require(row["run_id"]).summary["holdout_examples"] == 0  # the seeds train on everything
+    exported = export_runs(store, [study.run_id], store.root.parent / "export")
+    assert exported["runs"] == 1 + 8 + 6  # the study, its candidates (its choice can be checked), its seeds
     _the_selection_shows_in_the_figure_table_and_page(store, study.run_id, chosen)
 
 
