@@ -35,7 +35,9 @@ def test_sst2_subset_learns_well_above_chance_and_whatif_edits_cost_accuracy():
     out = Arch(model).linear(0, "attn_out").weight
     with torch.no_grad():
         out[:, :] = 0  # every head of layer 0 removed by hand
-    by_hand, _ = evaluate(model, session.dev, session.task, 64, session.precision, torch.device("cpu"))
+    # the what-if's batch size: in bf16 (auto on a CPU with AMX) another batching pads differently and can flip a
+    # near-tie example (seen: 0.7775 against 0.7764 at batch 64), so "exactly" holds for the same computation only
+    by_hand, _ = evaluate(model, session.dev, session.task, session.batch_size, session.precision, torch.device("cpu"))
     assert no_heads["value"] == pytest.approx(by_hand["accuracy"], abs=1e-9)
 
 

@@ -274,6 +274,7 @@ class WhatIf:
     precision: str = "auto"
     sample_size: int = SAMPLE_SIZE
     seed: int = 0
+    batch_size: int = 128  # evaluation batch (in bf16, another batching can flip a near-tie example)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
@@ -324,7 +325,7 @@ class WhatIf:
     # -- evaluation --------------------------------------------------------------------------------------------
 
     def _outputs(self, model: nn.Module, enc: Encoded) -> Outputs:
-        out = predict(model, enc, self.task, 128, self.precision, self.device)
+        out = predict(model, enc, self.task, self.batch_size, self.precision, self.device)
         return Outputs(out, np.asarray(enc.labels), self.task.is_regression)
 
     def _value(self, out: Outputs) -> float:
