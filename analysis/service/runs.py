@@ -28,20 +28,22 @@ def open_store(root: str | Path | None = None) -> RunStore:
 
 
 def finished_so_far(store: RunStore, run_ids: list[str]) -> list[str]:
-    """`export --partial`: each unfinished study among run_ids replaced by the members it has finished so far (a
-    finished run stays as it is). A study with none finished yet is an error: there would be nothing to resume from."""
+    """`export --partial`: each unfinished study or sweep among run_ids replaced by the members it has finished so far
+    (a finished run stays as it is). An unfinished run with no finished member (a plain run, or a study that has just
+    begun) is an error: there would be nothing to resume from."""
     from analysis.studies.progress import finished_members
 
     out: list[str] = []
     for rid in run_ids:
         rec = store.require(rid)
-        if rec.status == "done" or not rec.kind.startswith("study-"):
+        if rec.status == "done":
             out.append(rid)
             continue
         members = finished_members(store, rid)
         if not members:
-            raise PruneScopeError(f"study {rid} ({rec.status}) has finished no member run yet",
-                                  fix="export it once some of its members are done")
+            raise PruneScopeError(f"run {rid} ({rec.kind}, {rec.status}) has finished no member run yet",
+                                  fix="--partial exports the finished members of a study or sweep; export a plain run "
+                                      "once it is done")
         out += members
     return list(dict.fromkeys(out))
 

@@ -173,9 +173,8 @@ def _split_lines(lines: list[bytes]) -> list[list[bytes]]:
 def export_entry(store: RunStore, run_id: str) -> dict[str, Any]:
     rec = store.require(run_id)
     if rec.status != "done":
-        raise StoreError(f"run {run_id} is {rec.status}", fix="export finished runs only" + (
-            "; of a study not yet finished, `export --partial` saves the member runs it has finished, to resume it "
-            "elsewhere" if rec.kind.startswith("study-") else ""))
+        raise StoreError(f"run {run_id} is {rec.status}", fix="export finished runs only; of a study or sweep not yet "
+                         "finished, `export --partial` saves the member runs it has finished, to resume it elsewhere")
     folder = rec.path / "artefacts"
     artefacts, arrays = {}, {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:

@@ -150,6 +150,7 @@ class ChildTuningStudy(Experiment):
         chosen = self.select(config, ctx) if config.select_lrs else None
         grid = config.grid(chosen)
         rows: list[dict[str, Any]] = [{} for _ in grid]
+        sizes = TransferSizes(config.transfer_eval_size)
 
         def done(i: int, rec: Any) -> None:
             task, method, p, seed, cfg = grid[i]
@@ -158,11 +159,11 @@ class ChildTuningStudy(Experiment):
                        "metric": metric, "value": rec.metrics.get(metric), "status": rec.status}
             ctx.log({"event": "run_done", **rows[i]})
             if task == config.transfer_from:
-                self.transfer_early(config, rows[i], ctx)
+                self.transfer_early(config, rows[i], sizes, ctx)
 
         run_members(ctx, [Member("finetune", cfg, f"{task} {method} p={p} seed={seed}")
                           for task, method, p, seed, cfg in grid], done)
-        transfer = self.transfer(config, rows, ctx)
+        transfer = self.transfer(config, rows, sizes, ctx)
         summary = {"cells": summarise(rows), "transfer": transfer, "mask_overlap": mask_overlap(ctx.store, rows)}
         ctx.save_json("table", rows)
         ctx.save_json("summary", summary)
@@ -207,22 +208,22 @@ class ChildTuningStudy(Experiment):
         return rows
 
     @staticmethod
-    def transfer_early(config: ChildTuningStudyConfig, row: dict[str, Any], ctx: RunContext) -> None:
+    def transfer_early(config: ChildTuningStudyConfig, row: dict[str, Any], sizes: TransferSizes, ctx: RunContext
+                       ) -> None:
         """Evaluate a transfer source as soon as it finishes, while its weights are surely in this store: the results
         stay in its `transfer.json`, which an export keeps (weights it does not), so a study resumed in another store
         from exported members needs no weights. A failure here is logged; the study's transfer step tries again
         and reports it."""
         try:
             for target in config.transfer_to:
-                transfer_metrics(ctx.store, row["run_id"], target, transfer_size(target, config.transfer_eval_size),
-                                 ctx.device)
+                transfer_metrics(ctx.store, row["run_id"], target, sizes[target], ctx.device)
         except Exception as exc:  # noqa: BLE001 (the members still training must not stop for this)
             ctx.log({"event": "transfer_deferred", "run_id": row["run_id"], "error": str(exc)})
 
     @staticmethod
-    def transfer(config: ChildTuningStudyConfig, rows: list[dict[str, Any]], ctx: RunContext) -> list[dict[str, Any]]:
+    def transfer(config: ChildTuningStudyConfig, rows: list[dict[str, Any]], sizes: TransferSizes, ctx: RunContext
+                 ) -> list[dict[str, Any]]:
         out = []
-        sizes = {target: transfer_size(target, config.transfer_eval_size) for target in config.transfer_to}
         sources = [r for r in rows if r["task"] == config.transfer_from]
         for i, row in enumerate(sources):
             ctx.progress(i, len(sources), f"transfer: evaluating {row['method']} seed {row['seed']} on "
@@ -245,6 +246,18 @@ def transfer_metrics(store: RunStore, run_id: str, target: str, size: int | None
         kept = {**kept, key: evaluate_on(store, run_id, target, size, seed=0, device=device)}
         store.save_artifact_json(run_id, "transfer", kept)
     return kept[key]
+
+
+class TransferSizes(dict):
+    """{transfer set: its evaluation size}, each found once (`transfer_size` reads the whole split) when first asked."""
+
+    def __init__(self, at_most: int | None):
+        super().__init__()
+        self.at_most = at_most
+
+    def __missing__(self, dataset: str) -> int | None:
+        self[dataset] = transfer_size(dataset, self.at_most)
+        return self[dataset]
 
 
 def transfer_size(dataset: str, at_most: int | None) -> int | None:
